@@ -1,0 +1,86 @@
+"""`starjax` command line: `starjax <command> CONFIG [key=value ...]`.
+
+Usage errors (bad arguments, unknown or mistyped config keys) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+from starjax.config import Config, ConfigError, load_config, to_yaml
+
+USAGE_ERROR = 2
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file (sparse overrides of the schema defaults)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.num_layers=2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="starjax", description="STaR and RL-STaR in JAX/Flax NNX.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    info = sub.add_parser("info", help="print JAX, devices, processes, the mesh and the model a config builds")
+    _config_args(info)
+    info.add_argument("--forward", action="store_true", help="also create the model on the mesh and time one forward pass")
+    info.add_argument("--batch", type=int, default=8, help="batch size for --forward (default 8)")
+    info.add_argument("--length", type=int, default=128, help="sequence length for --forward (default 128)")
+    return parser
+
+
+def _resolve(args: argparse.Namespace) -> Config:
+    if "=" in args.config and not args.config.endswith((".yaml", ".yml")):
+        raise ConfigError(f"first argument {args.config!r} must be a YAML config file, before any key=value override")
+    cfg = load_config(args.config, args.overrides)
+    print("# resolved config\n" + to_yaml(cfg), flush=True)
+    return cfg
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    cfg = _resolve(args)
+    # JAX is imported only now: device settings must be applied before it starts.
+    from starjax.model.summary import describe_model, time_forward
+    from starjax.runtime import build_mesh, describe_runtime, setup_runtime
+    from starjax.sharding import AxisRules
+
+    setup_runtime(cfg.runtime)
+    mesh = build_mesh(cfg.mesh)
+    for key, value in describe_runtime(mesh):
+        print(f"{key:>8}: {value}")
+    rules = AxisRules.from_config(mesh, cfg.mesh.rules)
+    if cfg.model.vocab_size is None:
+        print("   model: vocab_size comes from the tokenizer; set model.vocab_size to see the parameters")
+        if args.forward:
+            raise ConfigError("--forward needs model.vocab_size")
+        return 0
+    print(describe_model(cfg.model, rules))
+    if args.forward:
+        if args.batch <= 0 or args.length <= 0:
+            raise ConfigError("--batch and --length must be positive")
+        t0 = time.perf_counter()
+        result = time_forward(cfg.model, rules, cfg.seed, args.batch, args.length)
+        print(
+            f"forward: batch {args.batch} x length {args.length} -> logits {result.shape} sharded {result.spec}; "
+            f"init+compile {result.compile_s:.2f}s, step {result.step_ms:.1f} ms "
+            f"({result.tokens_per_s:,.0f} tokens/s), total {time.perf_counter() - t0:.1f}s"
+        )
+    return 0
+
+
+COMMANDS = {"info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(f"starjax: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Typed run configuration: the one source of defaults.
+
+A run's config is built as: schema defaults <- model preset <- YAML file <- `key=value`
+overrides from the command line. OmegaConf does the loading, merging and type conversion;
+this module turns its exceptions into one-line messages a person can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from starjax.model.presets import PRESETS
+
+MESH_AXES = ("data", "fsdp", "tensor")
+DTYPES = ("float32", "bfloat16")
+
+# Logical axis -> mesh axes. Parameters and activations use different logical names so that,
+# e.g., weights can be FSDP-sharded over "embed" while activations keep "embed" whole.
+DEFAULT_RULES: Dict[str, List[str]] = {
+    # parameters
+    "vocab": ["tensor"],
+    "embed": ["fsdp"],
+    "heads": ["tensor"],
+    "kv_heads": ["tensor"],
+    "head_dim": [],
+    "mlp": ["tensor"],
+    "norm": [],
+    # activations and caches
+    "batch": ["data", "fsdp"],
+    "length": [],
+    "cache_length": [],
+    "act_embed": [],
+    "act_heads": ["tensor"],
+    "act_kv_heads": ["tensor"],
+    "act_mlp": ["tensor"],
+    "act_vocab": ["tensor"],
+}
+
+
+class ConfigError(ValueError):
+    """A config problem, described in one line that names the key and the fix."""
+
+
+@dataclass
+class RuntimeConfig:
+    # >0: number of fake CPU devices to create (local runs and tests); must be set before JAX starts.
+    num_cpu_devices: int = 0
+    # Force a JAX platform ("cpu", "gpu", "tpu"); null keeps JAX's own choice.
+    platform: Optional[str] = None
+
+
+@dataclass
+class MeshConfig:
+    # Devices along each mesh axis; one axis may be -1 = all remaining devices.
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    rules: Dict[str, List[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_RULES.items()})
+
+
+@dataclass
+class ModelConfig:
+    # Named size preset (see starjax/model/presets.py); explicit keys override its values.
+    preset: Optional[str] = None
+    # null: taken from the tokenizer when the model is built.
+    vocab_size: Optional[int] = None
+    num_layers: int = 4
+    d_model: int = 256
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    # null: d_model // num_heads.
+    head_dim: Optional[int] = None
+    mlp_dim: int = 1024
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+    qkv_bias: bool = False
+    init_std: float = 0.02
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    run_dir: str = "runs/default"
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Builds a validated Config from an optional YAML file and `key=value` overrides."""
+    file_cfg = _load_yaml(path) if path is not None else OmegaConf.create({})
+    cli_cfg = _parse_overrides(overrides)
+    preset = OmegaConf.select(OmegaConf.merge(file_cfg, cli_cfg), "model.preset", default=None)
+    layers = [OmegaConf.structured(Config)]
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"model.preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
+        layers.append(OmegaConf.create({"model": PRESETS[preset]}))
+    try:
+        merged = OmegaConf.merge(*layers, file_cfg, cli_cfg)
+        cfg = typing.cast(Config, OmegaConf.to_object(merged))
+    except ConfigKeyError as e:
+        raise ConfigError(_unknown_key_message(e.full_key)) from None
+    except ValidationError as e:
+        raise ConfigError(_type_message(e)) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid config: {e.msg}") from None
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Config, run_dir: str | Path) -> Path:
+    """Writes the resolved config to RUN_DIR/config.yaml (every run keeps its config)."""
+    out = Path(run_dir) / "config.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_yaml(cfg))
+    return out
+
+
+def validate(cfg: Config) -> None:
+    """Checks relations between values that the type system cannot express."""
+    m = cfg.model
+    for key in ("num_layers", "d_model", "num_heads", "num_kv_heads", "mlp_dim"):
+        if getattr(m, key) <= 0:
+            raise ConfigError(f"model.{key}={getattr(m, key)} must be positive")
+    if m.vocab_size is not None and m.vocab_size <= 0:
+        raise ConfigError(f"model.vocab_size={m.vocab_size} must be positive (or null to use the tokenizer's)")
+    if m.num_heads % m.num_kv_heads:
+        raise ConfigError(
+            f"model.num_kv_heads={m.num_kv_heads} must divide model.num_heads={m.num_heads}"
+        )
+    if m.head_dim is None and m.d_model % m.num_heads:
+        raise ConfigError(
+            f"model.d_model={m.d_model} is not divisible by model.num_heads={m.num_heads}; set model.head_dim"
+        )
+    if (m.head_dim or m.d_model // m.num_heads) % 2:
+        raise ConfigError("rotary embeddings need an even head dimension; change model.head_dim")
+    for key in ("param_dtype", "compute_dtype"):
+        if getattr(m, key) not in DTYPES:
+            raise ConfigError(f"model.{key}={getattr(m, key)!r} must be one of {list(DTYPES)}")
+    sizes = [getattr(cfg.mesh, a) for a in MESH_AXES]
+    if any(s == 0 or s < -1 for s in sizes):
+        raise ConfigError(f"mesh sizes must be positive or -1, got data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]}")
+    if sizes.count(-1) > 1:
+        raise ConfigError("at most one of mesh.data, mesh.fsdp, mesh.tensor may be -1")
+    for name, axes in cfg.mesh.rules.items():
+        for axis in axes:
+            if axis not in MESH_AXES:
+                raise ConfigError(f"mesh.rules.{name} names mesh axis {axis!r}; valid axes are {list(MESH_AXES)}")
+        if len(set(axes)) != len(axes):
+            raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
+    if cfg.runtime.num_cpu_devices < 0:
+        raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
+    if cfg.runtime.platform not in (None, "cpu", "gpu", "cuda", "rocm", "tpu"):
+        raise ConfigError(f"runtime.platform={cfg.runtime.platform!r} must be null, cpu, gpu, cuda, rocm or tpu")
+
+
+def _load_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        cfg = OmegaConf.load(p)
+    except Exception as e:  # yaml.YAMLError and friends: report, never trace
+        raise ConfigError(f"cannot parse {str(p)!r}: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, typing.Mapping) and not OmegaConf.is_dict(cfg):
+        raise ConfigError(f"{str(p)!r} must hold a mapping of config keys")
+    return cfg
+
+
+def _parse_overrides(overrides: Sequence[str]) -> Any:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. model.num_layers=2)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot parse overrides: {e.msg}") from None
+
+
+def _all_keys(cls: type = Config, prefix: str = "") -> List[str]:
+    """Every dotted key of the schema, sections included."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        ftype = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(ftype):
+            keys.append(key)
+            keys.extend(_all_keys(ftype, key + "."))
+        else:
+            keys.append(key)
+    return keys
+
+
+def _field_type(full_key: str) -> Any:
+    cls: Any = Config
+    for part in full_key.split("."):
+        if typing.get_origin(cls) in (dict, Dict):
+            cls = typing.get_args(cls)[1]
+            continue
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return None
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return None
+        cls = hints[part]
+    return cls
+
+
+def _unknown_key_message(full_key: str) -> str:
+    close = difflib.get_close_matches(full_key, _all_keys(), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else "; run `starjax info` to list valid keys"
+    return f"unknown config key {full_key!r}{hint}"
+
+
+def _type_name(t: Any) -> str:
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    if typing.get_origin(t) is typing.Union and len(args) == 1:
+        return f"{_type_name(args[0])} or null"
+    if typing.get_origin(t) in (list, List):
+        return f"list of {_type_name(args[0])}"
+    if typing.get_origin(t) in (dict, Dict):
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    return getattr(t, "__name__", str(t))
+
+
+def _type_message(e: ValidationError) -> str:
+    if not e.full_key:
+        return f"invalid config: {(e.msg or str(e) or 'a section was given a plain value').splitlines()[0]}"
+    key = e.full_key
+    expected = _field_type(key)
+    value = getattr(e, "value", None)
+    if expected is None:
+        return f"invalid value for {key}: {e.msg}"
+    return f"{key}={value!r} has the wrong type: expected {_type_name(expected)}"

@@ -1,0 +1,1 @@
+"""Llama-family decoder-only transformer (Flax NNX): transformer.py, layers.py, kv_cache.py, presets.py."""

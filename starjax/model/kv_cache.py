@@ -1,0 +1,72 @@
+"""Key/value cache: a plain pytree, so it can be donated and carried through `lax.while_loop`.
+
+Each slot remembers the position and segment id of the token written there. Attention masks
+come from those (same segment, segment != 0, key position <= query position), which serves
+left-padded prompts, per-row positions and packed rows alike. Segment 0 marks an empty or
+padding slot that nothing attends to.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from starjax.config import ModelConfig
+from starjax.model.layers import dtype_of, head_dim_of
+from starjax.sharding import AxisRules
+
+KV_NAMES = ("batch", "cache_length", "act_kv_heads", None)
+SLOT_NAMES = ("batch", "cache_length")
+
+
+@flax.struct.dataclass
+class KVCache:
+    k: tuple[jax.Array, ...]  # per layer [B, S, K, D]
+    v: tuple[jax.Array, ...]
+    positions: jax.Array  # [B, S] int32
+    segment_ids: jax.Array  # [B, S] int32, 0 = empty
+    index: jax.Array  # [] int32: the next slot to write (all rows advance together)
+
+    @property
+    def length(self) -> int:
+        return self.positions.shape[1]
+
+    @classmethod
+    def init(cls, cfg: ModelConfig, rules: AxisRules, batch: int, length: int) -> "KVCache":
+        """An empty cache, created directly in its sharded layout."""
+        shape = (batch, length, cfg.num_kv_heads, head_dim_of(cfg))
+        dtype = dtype_of(cfg.compute_dtype)
+
+        def make() -> KVCache:
+            zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
+            slots = jnp.zeros((batch, length), jnp.int32)
+            return cls(zeros, zeros, slots, slots, jnp.zeros((), jnp.int32))
+
+        return jax.jit(make, out_shardings=cls.shardings(rules, cfg.num_layers))()
+
+    @classmethod
+    def shardings(cls, rules: AxisRules, num_layers: int) -> "KVCache":
+        kv = tuple(rules.sharding(KV_NAMES) for _ in range(num_layers))
+        slot = rules.sharding(SLOT_NAMES)
+        return cls(kv, kv, slot, slot, rules.sharding(()))
+
+    def write_slots(self, positions: jax.Array, segment_ids: jax.Array) -> "KVCache":
+        """Records positions/segments of T new tokens at slots [index, index + T)."""
+        start = (0, self.index)
+        return self.replace(
+            positions=jax.lax.dynamic_update_slice(self.positions, positions.astype(jnp.int32), start),
+            segment_ids=jax.lax.dynamic_update_slice(self.segment_ids, segment_ids.astype(jnp.int32), start),
+        )
+
+    def write_layer(self, layer: int, k: jax.Array, v: jax.Array) -> tuple["KVCache", jax.Array, jax.Array]:
+        """Stores layer `layer`'s new keys/values at slot `index`; returns the cache and the full K, V."""
+        start = (0, self.index, 0, 0)
+        new_k = jax.lax.dynamic_update_slice(self.k[layer], k.astype(self.k[layer].dtype), start)
+        new_v = jax.lax.dynamic_update_slice(self.v[layer], v.astype(self.v[layer].dtype), start)
+        ks = self.k[:layer] + (new_k,) + self.k[layer + 1 :]
+        vs = self.v[:layer] + (new_v,) + self.v[layer + 1 :]
+        return self.replace(k=ks, v=vs), new_k, new_v
+
+    def advance(self, num_tokens: int) -> "KVCache":
+        return self.replace(index=self.index + num_tokens)

@@ -1,0 +1,121 @@
+"""Building blocks of the Llama-family transformer: RMSNorm, rotary embeddings, SwiGLU, GQA attention.
+
+Weights are stored in `param_dtype` and cast to `compute_dtype` at use; normalisation, softmax
+and rotary angles are computed in float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from starjax.config import ModelConfig
+from starjax.sharding import AxisRules, Names
+
+NEG_INF = -1e30  # finite: a fully masked row (padding) must not produce NaN
+
+
+def dtype_of(name: str) -> jnp.dtype:
+    return jnp.dtype(name)
+
+
+def head_dim_of(cfg: ModelConfig) -> int:
+    return cfg.head_dim or cfg.d_model // cfg.num_heads
+
+
+def init_param(rngs: nnx.Rngs, rules: AxisRules, shape: tuple[int, ...], names: Names, std: float, dtype) -> nnx.Param:
+    value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+    return nnx.Param(value.astype(dtype), **rules.param_metadata(names))
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, rules: AxisRules, param_dtype):
+        self.eps = eps
+        self.scale = nnx.Param(jnp.ones((dim,), param_dtype), **rules.param_metadata(("norm",)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotary embedding, half-split convention (as Hugging Face Llama). x: [B, T, H, D], positions: [B, T]."""
+    half = x.shape[-1] // 2
+    freqs = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions.astype(jnp.float32)[..., None] * freqs  # [B, T, D/2]
+    sin = jnp.sin(angles)[:, :, None, :]
+    cos = jnp.cos(angles)[:, :, None, :]
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(x @ gate) * (x @ up))."""
+
+    def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
+        pdt = dtype_of(cfg.param_dtype)
+        out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+        self.rules = rules
+        self.gate = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
+        self.up = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
+        self.down = init_param(rngs, rules, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"), out_std, pdt)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dt = x.dtype
+        h = jax.nn.silu(x @ self.gate[...].astype(dt)) * (x @ self.up[...].astype(dt))
+        h = self.rules.constrain(h, ("batch", "length", "act_mlp"))
+        return h @ self.down[...].astype(dt)
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention: query head h reads key/value head h // (num_heads // num_kv_heads)."""
+
+    def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
+        pdt = dtype_of(cfg.param_dtype)
+        e, h, k, d = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, head_dim_of(cfg)
+        out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+        self.rules = rules
+        self.theta = cfg.rope_theta
+        self.q = init_param(rngs, rules, (e, h, d), ("embed", "heads", "head_dim"), cfg.init_std, pdt)
+        self.k = init_param(rngs, rules, (e, k, d), ("embed", "kv_heads", "head_dim"), cfg.init_std, pdt)
+        self.v = init_param(rngs, rules, (e, k, d), ("embed", "kv_heads", "head_dim"), cfg.init_std, pdt)
+        self.o = init_param(rngs, rules, (h, d, e), ("heads", "head_dim", "embed"), out_std, pdt)
+        if cfg.qkv_bias:
+            zeros = lambda *shape: jnp.zeros(shape, pdt)  # noqa: E731
+            self.q_bias = nnx.Param(zeros(h, d), **rules.param_metadata(("heads", "head_dim")))
+            self.k_bias = nnx.Param(zeros(k, d), **rules.param_metadata(("kv_heads", "head_dim")))
+            self.v_bias = nnx.Param(zeros(k, d), **rules.param_metadata(("kv_heads", "head_dim")))
+        else:
+            self.q_bias = self.k_bias = self.v_bias = None
+
+    def project_qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        dt = x.dtype
+
+        def proj(w, b):
+            y = jnp.einsum("bte,ehd->bthd", x, w[...].astype(dt))
+            return y if b is None else y + b[...].astype(dt)
+
+        q = apply_rope(proj(self.q, self.q_bias), positions, self.theta)
+        k = apply_rope(proj(self.k, self.k_bias), positions, self.theta)
+        v = proj(self.v, self.v_bias)
+        q = self.rules.constrain(q, ("batch", "length", "act_heads", None))
+        k = self.rules.constrain(k, ("batch", "length", "act_kv_heads", None))
+        v = self.rules.constrain(v, ("batch", "length", "act_kv_heads", None))
+        return q, k, v
+
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+        """q: [B, T, H, D]; k, v: [B, S, K, D]; mask: [B, T, S] (True = may attend)."""
+        b, t, h, d = q.shape
+        groups = h // k.shape[2]
+        qg = q.reshape(b, t, k.shape[2], groups, d)
+        logits = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
+        logits = jnp.where(mask[:, None, None], logits / math.sqrt(d), NEG_INF)
+        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h, d)
+        out = self.rules.constrain(out, ("batch", "length", "act_heads", None))
+        return jnp.einsum("bthd,hde->bte", out, self.o[...].astype(out.dtype))

@@ -1,0 +1,114 @@
+"""Decoder-only Llama-family transformer (RMSNorm, RoPE, SwiGLU, GQA), Flax NNX.
+
+One forward serves training (packed rows with segment ids), prefill and decode (with a
+KVCache): callers pass explicit positions, so left padding, per-row offsets and packing are
+all the same code path.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from starjax.config import ModelConfig
+from starjax.model.kv_cache import KVCache
+from starjax.model.layers import MLP, Attention, RMSNorm, init_param, dtype_of
+from starjax.sharding import AxisRules
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
+        pdt = dtype_of(cfg.param_dtype)
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps, rules, pdt)
+        self.attn = Attention(cfg, rules, rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, rules, pdt)
+        self.mlp = MLP(cfg, rules, rngs)
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
+        if cfg.vocab_size is None:
+            raise ValueError("model.vocab_size is unset; take it from the tokenizer before building the model")
+        pdt = dtype_of(cfg.param_dtype)
+        self.cfg = cfg
+        self.rules = rules
+        self.embed = init_param(rngs, rules, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg.init_std, pdt)
+        self.blocks = nnx.List([Block(cfg, rules, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, rules, pdt)
+        if cfg.tie_embeddings:
+            self.lm_head = None
+        else:
+            self.lm_head = init_param(rngs, rules, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), cfg.init_std, pdt)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Returns float32 logits [B, T, V] and the updated cache (None without one).
+
+        tokens, positions, segment_ids: [B, T] int. positions default to 0..T-1 and
+        segment_ids to all ones; segment 0 marks padding, which nothing attends to.
+        With a cache, the T tokens are written at slots [cache.index, cache.index + T).
+        """
+        b, t = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        if segment_ids is None:
+            segment_ids = jnp.ones((b, t), jnp.int32)
+        rules = self.rules
+
+        if cache is None:
+            kv_pos, kv_seg = positions, segment_ids
+        else:
+            cache = cache.write_slots(positions, segment_ids)
+            kv_pos, kv_seg = cache.positions, cache.segment_ids
+        mask = (
+            (segment_ids[:, :, None] == kv_seg[:, None, :])
+            & (kv_seg[:, None, :] != 0)
+            & (kv_pos[:, None, :] <= positions[:, :, None])
+        )
+
+        dt = dtype_of(self.cfg.compute_dtype)
+        x = jnp.take(self.embed[...], tokens, axis=0).astype(dt)
+        x = rules.constrain(x, ("batch", "length", "act_embed"))
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.attn.project_qkv(block.attn_norm(x), positions)
+            if cache is not None:
+                cache, k, v = cache.write_layer(i, k, v)
+            x = x + block.attn.attend(q, k, v, mask)
+            x = rules.constrain(x, ("batch", "length", "act_embed"))
+            x = x + block.mlp(block.mlp_norm(x))
+            x = rules.constrain(x, ("batch", "length", "act_embed"))
+
+        x = self.final_norm(x)
+        if self.lm_head is None:
+            logits = jnp.einsum("bte,ve->btv", x, self.embed[...].astype(dt), preferred_element_type=jnp.float32)
+        else:
+            logits = jnp.einsum("bte,ev->btv", x, self.lm_head[...].astype(dt), preferred_element_type=jnp.float32)
+        logits = rules.constrain(logits, ("batch", "length", "act_vocab"))
+        if cache is not None:
+            cache = cache.advance(t)
+        return logits, cache
+
+
+def abstract_model(cfg: ModelConfig, rules: AxisRules) -> Transformer:
+    """The model's structure with ShapeDtypeStructs for values: no memory, no computation."""
+    return nnx.eval_shape(lambda: Transformer(cfg, rules, nnx.Rngs(0)))
+
+
+def create_model(cfg: ModelConfig, rules: AxisRules, seed: int = 0) -> Transformer:
+    """Initialises the model directly in its sharded layout (no full copy on one device)."""
+    graphdef, abstract_state = nnx.split(abstract_model(cfg, rules))
+    shardings = nnx.get_named_sharding(abstract_state, rules.mesh)
+
+    init = jax.jit(lambda key: nnx.state(Transformer(cfg, rules, nnx.Rngs(params=key))), out_shardings=shardings)
+    state = init(jax.random.key(seed))
+    return nnx.merge(graphdef, state)
+
+
+def count_params(model: nnx.Module) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,38 @@
+"""8 fake CPU devices for every test, fixed before JAX initialises its backends."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+
+from starjax.config import load_config  # noqa: E402
+from starjax.runtime import build_mesh  # noqa: E402
+from starjax.sharding import AxisRules  # noqa: E402
+
+# Small enough to compile in a second or two, with every feature shape still exercised
+# (GQA with 2 groups, 2 layers, tensor-shardable heads and vocab).
+SMALL_MODEL = [
+    "model.vocab_size=64",
+    "model.num_layers=2",
+    "model.d_model=64",
+    "model.num_heads=4",
+    "model.num_kv_heads=2",
+    "model.mlp_dim=128",
+]
+
+
+def make_rules(mesh_shape=(1, 1, 1), overrides=()):
+    """AxisRules for a data x fsdp x tensor mesh over the first prod(mesh_shape) devices."""
+    d, f, t = mesh_shape
+    cfg = load_config(None, [f"mesh.data={d}", f"mesh.fsdp={f}", f"mesh.tensor={t}", *overrides])
+    mesh = build_mesh(cfg.mesh, jax.devices()[: d * f * t])
+    return AxisRules.from_config(mesh, cfg.mesh.rules)
+
+
+@pytest.fixture
+def model_cfg():
+    return load_config(None, SMALL_MODEL).model

@@ -1,0 +1,134 @@
+"""Sharded == single device, parameter shardings follow the rules, mesh construction."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from conftest import make_rules
+from starjax.config import ConfigError, MeshConfig, RuntimeConfig
+from starjax.model.kv_cache import KVCache
+from starjax.model.transformer import create_model
+from starjax.runtime import build_mesh, mesh_shape, setup_runtime
+
+# What the default rules must give on a data x fsdp x tensor mesh (a golden table: a change
+# to the defaults has to change this on purpose).
+EXPECTED_SPECS = {
+    "embed": P("tensor", "fsdp"),
+    "lm_head": P("fsdp", "tensor"),
+    "final_norm.scale": P(None),
+    "attn.q": P("fsdp", "tensor", None),
+    "attn.k": P("fsdp", "tensor", None),
+    "attn.v": P("fsdp", "tensor", None),
+    "attn.o": P("tensor", None, "fsdp"),
+    "attn.q_bias": P("tensor", None),
+    "attn.k_bias": P("tensor", None),
+    "attn.v_bias": P("tensor", None),
+    "attn_norm.scale": P(None),
+    "mlp_norm.scale": P(None),
+    "mlp.gate": P("fsdp", "tensor"),
+    "mlp.up": P("fsdp", "tensor"),
+    "mlp.down": P("tensor", "fsdp"),
+}
+
+
+def param_name(path):
+    name = ".".join(map(str, path))
+    return name.split(".", 2)[2] if name.startswith("blocks.") else name
+
+
+def run(model, tokens, positions=None, segments=None, cache=None):
+    graphdef, state = nnx.split(model)
+    return jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, tokens, positions, segments, cache)
+
+
+@pytest.fixture
+def full_cfg(model_cfg):
+    return dataclasses.replace(model_cfg, tie_embeddings=False, qkv_bias=True)
+
+
+def test_parameter_shardings_follow_the_rules(full_cfg):
+    rules = make_rules((2, 2, 2))
+    model = create_model(full_cfg, rules)
+    seen = set()
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        name = param_name(path)
+        sharding = var[...].sharding
+        assert sharding.mesh.shape == {"data": 2, "fsdp": 2, "tensor": 2}
+        assert sharding.spec == EXPECTED_SPECS[name], name
+        assert sharding.spec == rules.spec(var.get_metadata()["out_sharding"])
+        # each device really holds only its shard
+        shard_shape = sharding.shard_shape(var[...].shape)
+        assert var[...].addressable_shards[0].data.shape == shard_shape
+        seen.add(name)
+    assert seen == set(EXPECTED_SPECS)
+
+
+def test_rules_from_config_change_the_layout(full_cfg):
+    rules = make_rules((2, 2, 2), ["mesh.rules.embed=[]", "mesh.rules.mlp=[fsdp,tensor]"])
+    model = create_model(full_cfg, rules)
+    assert model.embed[...].sharding.spec == P("tensor", None)
+    assert model.blocks[0].mlp.gate[...].sharding.spec == P(None, ("fsdp", "tensor"))
+
+
+def test_sharded_forward_equals_single_device(full_cfg):
+    single = make_rules((1, 1, 1))
+    sharded = make_rules((2, 2, 2))
+    m1 = create_model(full_cfg, single, seed=3)
+    m8 = create_model(full_cfg, sharded, seed=3)
+    # initialisation does not depend on the mesh
+    for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(m1)), nnx.to_flat_state(nnx.state(m8))):
+        np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(path))
+    tokens = jnp.asarray(np.random.RandomState(0).randint(0, full_cfg.vocab_size, (8, 16)), jnp.int32)
+    ref, _ = run(m1, tokens)
+    out, _ = run(m8, tokens)
+    assert out.sharding.spec == P(("data", "fsdp"), None, "tensor")
+    assert len(out.sharding.device_set) == 8
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_cached_decode_equals_single_device(model_cfg):
+    results = []
+    for shape in ((1, 1, 1), (2, 2, 2)):
+        rules = make_rules(shape)
+        model = create_model(model_cfg, rules, seed=4)
+        tokens = jnp.asarray(np.random.RandomState(1).randint(0, model_cfg.vocab_size, (4, 6)), jnp.int32)
+        pos = jnp.broadcast_to(jnp.arange(6), (4, 6))
+        cache = KVCache.init(model_cfg, rules, batch=4, length=8)
+        if shape == (2, 2, 2):
+            assert cache.k[0].sharding.spec == P(("data", "fsdp"), None, "tensor", None)
+        first, cache = run(model, tokens[:, :5], pos[:, :5], None, cache)
+        last, cache = run(model, tokens[:, 5:], pos[:, 5:], None, cache)
+        results.append(np.concatenate([first, last], axis=1))
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_logical_axis_names_the_fix():
+    rules = make_rules()
+    with pytest.raises(KeyError, match="add mesh.rules.experts"):
+        rules.spec(("experts", "embed"))
+
+
+def test_mesh_shape_resolution():
+    assert mesh_shape(MeshConfig(data=-1, fsdp=2, tensor=2), 8) == (2, 2, 2)
+    assert mesh_shape(MeshConfig(data=1, fsdp=-1, tensor=1), 8) == (1, 8, 1)
+    with pytest.raises(ConfigError, match="mesh 2x2x1 needs 4 devices but 8 are available"):
+        mesh_shape(MeshConfig(data=2, fsdp=2, tensor=1), 8)
+    with pytest.raises(ConfigError, match="not divisible"):
+        mesh_shape(MeshConfig(data=-1, fsdp=3, tensor=1), 8)
+
+
+def test_build_mesh_uses_all_devices_by_default():
+    mesh = build_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+    assert mesh.devices.size == jax.device_count() == 8
+
+
+def test_device_count_cannot_change_after_start():
+    setup_runtime(RuntimeConfig(num_cpu_devices=8))  # already true: no-op
+    with pytest.raises(ConfigError, match="must be applied before JAX starts"):
+        setup_runtime(RuntimeConfig(num_cpu_devices=4))
