@@ -28,14 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--forward", action="store_true", help="also create the model on the mesh and time one forward pass")
     info.add_argument("--batch", type=int, default=8, help="batch size for --forward (default 8)")
     info.add_argument("--length", type=int, default=128, help="sequence length for --forward (default 128)")
+    sample = sub.add_parser("sample", help="generate completions for prompts with the configured model")
+    _config_args(sample)
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", action="append", help="a prompt (repeatable); \\n in it stands for a newline")
+    source.add_argument("--prompts-file", help="one prompt per line, or .jsonl records with a \"prompt\" field")
+    sample.add_argument("--checkpoint", help="model parameters saved by starjax (default: random init, for smoke tests)")
+    sample.add_argument("--output", help="write JSONL results here instead of standard output")
     return parser
 
 
-def _resolve(args: argparse.Namespace) -> Config:
+def _resolve(args: argparse.Namespace, stream=sys.stdout) -> Config:
     if "=" in args.config and not args.config.endswith((".yaml", ".yml")):
         raise ConfigError(f"first argument {args.config!r} must be a YAML config file, before any key=value override")
     cfg = load_config(args.config, args.overrides)
-    print("# resolved config\n" + to_yaml(cfg), flush=True)
+    print("# resolved config\n" + to_yaml(cfg), file=stream, flush=True)
     return cfg
 
 
@@ -70,7 +77,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info}
+def cmd_sample(args: argparse.Namespace) -> int:
+    from starjax.sampling.cli import run_sample
+
+    return run_sample(_resolve(args, stream=sys.stderr), args)
+
+
+COMMANDS = {"info": cmd_info, "sample": cmd_sample}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

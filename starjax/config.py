@@ -89,12 +89,41 @@ class ModelConfig:
 
 
 @dataclass
+class TokenizerConfig:
+    # A SentencePiece .model file; tasks that train their own tokenizer leave it null.
+    path: Optional[str] = None
+
+
+@dataclass
+class SamplerConfig:
+    # Rows per compiled call (prompts x num_samples); smaller final batches use a
+    # power-of-two bucket. Must be a multiple of mesh data x fsdp.
+    batch_size: int = 32
+    # Prompts are left-padded to the smallest bucket that fits; longer prompts are an error.
+    prompt_buckets: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    max_new_tokens: int = 128
+    # 0 = greedy. temperature, top_p, max_new_tokens and stop ids never cause a recompile.
+    temperature: float = 1.0
+    # 0 = off. A static shape: each distinct value compiles its own program.
+    top_k: int = 0
+    # 1.0 = off; otherwise sample from the smallest set of tokens holding this much mass.
+    top_p: float = 1.0
+    num_samples: int = 1
+    # Token ids that end a row besides the tokenizer's eos.
+    stop_ids: List[int] = field(default_factory=list)
+    # Show a progress bar over prompts.
+    progress: bool = True
+
+
+@dataclass
 class Config:
     seed: int = 0
     run_dir: str = "runs/default"
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -164,10 +193,33 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"mesh.rules.{name} names mesh axis {axis!r}; valid axes are {list(MESH_AXES)}")
         if len(set(axes)) != len(axes):
             raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
+    validate_sampler(cfg.sampler)
     if cfg.runtime.num_cpu_devices < 0:
         raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
     if cfg.runtime.platform not in (None, "cpu", "gpu", "cuda", "rocm", "tpu"):
         raise ConfigError(f"runtime.platform={cfg.runtime.platform!r} must be null, cpu, gpu, cuda, rocm or tpu")
+
+
+MAX_STOP_IDS = 8  # stop ids travel as a fixed-size traced array
+
+
+def validate_sampler(s: SamplerConfig) -> None:
+    """Sampling settings are checked here and again by the sampler for API callers."""
+    if s.temperature < 0:
+        raise ConfigError(f"sampler.temperature={s.temperature} must be >= 0 (0 = greedy)")
+    if not 0 < s.top_p <= 1:
+        raise ConfigError(f"sampler.top_p={s.top_p} must be in (0, 1] (1 = off)")
+    if s.top_k < 0:
+        raise ConfigError(f"sampler.top_k={s.top_k} must be >= 0 (0 = off)")
+    for key in ("batch_size", "max_new_tokens", "num_samples"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"sampler.{key}={getattr(s, key)} must be >= 1")
+    if s.num_samples > s.batch_size:
+        raise ConfigError(f"sampler.num_samples={s.num_samples} exceeds sampler.batch_size={s.batch_size}")
+    if not s.prompt_buckets or any(b < 1 for b in s.prompt_buckets):
+        raise ConfigError(f"sampler.prompt_buckets={s.prompt_buckets} must be a non-empty list of positive lengths")
+    if len(s.stop_ids) > MAX_STOP_IDS - 1:
+        raise ConfigError(f"sampler.stop_ids has {len(s.stop_ids)} ids; at most {MAX_STOP_IDS - 1} (eos is added)")
 
 
 def _load_yaml(path: str | Path) -> Any:

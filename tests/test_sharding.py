@@ -100,7 +100,7 @@ def test_sharded_cached_decode_equals_single_device(model_cfg):
         pos = jnp.broadcast_to(jnp.arange(6), (4, 6))
         cache = KVCache.init(model_cfg, rules, batch=4, length=8)
         if shape == (2, 2, 2):
-            assert cache.k[0].sharding.spec == P(("data", "fsdp"), None, "tensor", None)
+            assert cache.k[0].sharding.spec == P(("data", "fsdp"), "tensor", None, None)
         first, cache = run(model, tokens[:, :5], pos[:, :5], None, cache)
         last, cache = run(model, tokens[:, 5:], pos[:, 5:], None, cache)
         results.append(np.concatenate([first, last], axis=1))

@@ -16,13 +16,13 @@ from starjax.config import ModelConfig
 from starjax.model.layers import dtype_of, head_dim_of
 from starjax.sharding import AxisRules
 
-KV_NAMES = ("batch", "cache_length", "act_kv_heads", None)
+KV_NAMES = ("batch", "act_kv_heads", "cache_length", None)
 SLOT_NAMES = ("batch", "cache_length")
 
 
 @flax.struct.dataclass
 class KVCache:
-    k: tuple[jax.Array, ...]  # per layer [B, S, K, D]
+    k: tuple[jax.Array, ...]  # per layer [B, K, S, D]: heads-major, as attention reads it
     v: tuple[jax.Array, ...]
     positions: jax.Array  # [B, S] int32
     segment_ids: jax.Array  # [B, S] int32, 0 = empty
@@ -34,8 +34,8 @@ class KVCache:
 
     @classmethod
     def init(cls, cfg: ModelConfig, rules: AxisRules, batch: int, length: int) -> "KVCache":
-        """An empty cache, created directly in its sharded layout."""
-        shape = (batch, length, cfg.num_kv_heads, head_dim_of(cfg))
+        """An empty cache, created directly in its sharded layout (also usable inside jit)."""
+        shape = (batch, cfg.num_kv_heads, length, head_dim_of(cfg))
         dtype = dtype_of(cfg.compute_dtype)
 
         def make() -> KVCache:
@@ -61,12 +61,34 @@ class KVCache:
 
     def write_layer(self, layer: int, k: jax.Array, v: jax.Array) -> tuple["KVCache", jax.Array, jax.Array]:
         """Stores layer `layer`'s new keys/values at slot `index`; returns the cache and the full K, V."""
-        start = (0, self.index, 0, 0)
+        start = (0, 0, self.index, 0)
         new_k = jax.lax.dynamic_update_slice(self.k[layer], k.astype(self.k[layer].dtype), start)
         new_v = jax.lax.dynamic_update_slice(self.v[layer], v.astype(self.v[layer].dtype), start)
         ks = self.k[:layer] + (new_k,) + self.k[layer + 1 :]
         vs = self.v[:layer] + (new_v,) + self.v[layer + 1 :]
         return self.replace(k=ks, v=vs), new_k, new_v
+
+    def fill_from(self, prefix: "KVCache", repeats: int) -> "KVCache":
+        """This buffer holding `prefix` (B rows) in its first slots, each row repeated `repeats` times.
+
+        Later slots become empty. Writing into the existing buffers (rather than allocating)
+        lets a donated cache be reused across calls.
+        """
+        rows, length = prefix.positions.shape
+        if rows * repeats != self.positions.shape[0] or length > self.length:
+            raise ValueError(
+                f"cannot fill a {self.positions.shape} cache from {prefix.positions.shape} x {repeats} rows"
+            )
+        rep = lambda x: jnp.repeat(x, repeats, axis=0)  # noqa: E731
+        put = lambda dst, src: jax.lax.dynamic_update_slice(dst, rep(src).astype(dst.dtype), (0,) * dst.ndim)  # noqa: E731
+        empty = jnp.zeros_like(self.positions)
+        return KVCache(
+            k=tuple(put(d, s) for d, s in zip(self.k, prefix.k)),
+            v=tuple(put(d, s) for d, s in zip(self.v, prefix.v)),
+            positions=put(empty, prefix.positions),
+            segment_ids=put(empty, prefix.segment_ids),
+            index=prefix.index,
+        )
 
     def advance(self, num_tokens: int) -> "KVCache":
         return self.replace(index=self.index + num_tokens)

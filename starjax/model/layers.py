@@ -43,12 +43,11 @@ class RMSNorm(nnx.Module):
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotary embedding, half-split convention (as Hugging Face Llama). x: [B, T, H, D], positions: [B, T]."""
+    """Rotary embedding, half-split convention (as Hugging Face Llama). x: [B, H, T, D], positions: [B, T]."""
     half = x.shape[-1] // 2
     freqs = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angles = positions.astype(jnp.float32)[..., None] * freqs  # [B, T, D/2]
-    sin = jnp.sin(angles)[:, :, None, :]
-    cos = jnp.cos(angles)[:, :, None, :]
+    angles = positions.astype(jnp.float32)[:, None, :, None] * freqs  # [B, 1, T, D/2]
+    sin, cos = jnp.sin(angles), jnp.cos(angles)
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x.dtype)
@@ -94,28 +93,29 @@ class Attention(nnx.Module):
             self.q_bias = self.k_bias = self.v_bias = None
 
     def project_qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use."""
         dt = x.dtype
 
         def proj(w, b):
-            y = jnp.einsum("bte,ehd->bthd", x, w[...].astype(dt))
-            return y if b is None else y + b[...].astype(dt)
+            y = jnp.einsum("bte,ehd->bhtd", x, w[...].astype(dt))
+            return y if b is None else y + b[...].astype(dt)[None, :, None, :]
 
         q = apply_rope(proj(self.q, self.q_bias), positions, self.theta)
         k = apply_rope(proj(self.k, self.k_bias), positions, self.theta)
         v = proj(self.v, self.v_bias)
-        q = self.rules.constrain(q, ("batch", "length", "act_heads", None))
-        k = self.rules.constrain(k, ("batch", "length", "act_kv_heads", None))
-        v = self.rules.constrain(v, ("batch", "length", "act_kv_heads", None))
+        q = self.rules.constrain(q, ("batch", "act_heads", "length", None))
+        k = self.rules.constrain(k, ("batch", "act_kv_heads", "length", None))
+        v = self.rules.constrain(v, ("batch", "act_kv_heads", "length", None))
         return q, k, v
 
     def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-        """q: [B, T, H, D]; k, v: [B, S, K, D]; mask: [B, T, S] (True = may attend)."""
-        b, t, h, d = q.shape
-        groups = h // k.shape[2]
-        qg = q.reshape(b, t, k.shape[2], groups, d)
-        logits = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
+        """q: [B, H, T, D]; k, v: [B, K, S, D]; mask: [B, T, S] (True = may attend). Returns [B, T, E]."""
+        b, h, t, d = q.shape
+        kv_heads = k.shape[1]
+        qg = q.reshape(b, kv_heads, h // kv_heads, t, d)
+        logits = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
         logits = jnp.where(mask[:, None, None], logits / math.sqrt(d), NEG_INF)
         probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h, d)
-        out = self.rules.constrain(out, ("batch", "length", "act_heads", None))
-        return jnp.einsum("bthd,hde->bte", out, self.o[...].astype(out.dtype))
+        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v).reshape(b, h, t, d)
+        out = self.rules.constrain(out, ("batch", "act_heads", "length", None))
+        return jnp.einsum("bhtd,hde->bte", out, self.o[...].astype(out.dtype))

@@ -47,8 +47,13 @@ class Transformer(nnx.Module):
         positions: jax.Array | None = None,
         segment_ids: jax.Array | None = None,
         cache: KVCache | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache | None]:
         """Returns float32 logits [B, T, V] and the updated cache (None without one).
+
+        last_only=True computes logits for the last column only ([B, 1, V]): a prefill needs
+        no more, and the output projection over every prompt token is a large share of its cost.
 
         tokens, positions, segment_ids: [B, T] int. positions default to 0..T-1 and
         segment_ids to all ones; segment 0 marks padding, which nothing attends to.
@@ -84,6 +89,8 @@ class Transformer(nnx.Module):
             x = x + block.mlp(block.mlp_norm(x))
             x = rules.constrain(x, ("batch", "length", "act_embed"))
 
+        if last_only:
+            x = x[:, -1:]
         x = self.final_norm(x)
         if self.lm_head is None:
             logits = jnp.einsum("bte,ve->btv", x, self.embed[...].astype(dt), preferred_element_type=jnp.float32)

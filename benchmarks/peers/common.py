@@ -1,0 +1,96 @@
+"""Shared presets, CLI, prompts and timing for the peer decode benchmarks.
+
+Imported by tunix_sampler.py and hf_generate.py, which run inside their own
+virtual environments (benchmarks/.envs/<name>), so this module may depend on
+numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from importlib import metadata
+from typing import Callable
+
+# Both peers (and starjax) must build exactly these shapes; float32, seed 0.
+PRESETS = {
+    "tiny": dict(layers=4, d_model=256, heads=4, kv_heads=2, head_dim=64,
+                 mlp=1024, vocab=64, rope_theta=10000.0, norm_eps=1e-6,
+                 prompt_len=32, new_tokens=64),
+    "small": dict(layers=12, d_model=768, heads=12, kv_heads=4, head_dim=64,
+                  mlp=3072, vocab=32000, rope_theta=10000.0, norm_eps=1e-6,
+                  prompt_len=64, new_tokens=32),
+}
+FIRST_PROMPT_ID = 4  # ids 0..3 are left free for pad/bos/eos-like roles
+PROMPT_SEED = 1234  # same prompts for every engine at a given preset/batch
+PARAM_SEED = 0
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    if args.batch < 1 or args.repeats < 1:
+        p.error("--batch and --repeats must be >= 1")
+    return args
+
+
+def make_prompts(cfg: dict, batch: int):
+    """B rows of exactly prompt_len random ids in [4, vocab); no padding."""
+    import numpy as np
+
+    rng = np.random.default_rng(PROMPT_SEED)
+    return rng.integers(FIRST_PROMPT_ID, cfg["vocab"],
+                        size=(batch, cfg["prompt_len"]), dtype=np.int64)
+
+
+def time_generate(generate: Callable[[int], None], repeats: int):
+    """First call (compile / warm-up) timed alone, then `repeats` timed calls.
+
+    `generate(seed)` must run the full prefill+decode and only return once the
+    result is materialised; each call gets its own sampling seed.
+    """
+    t0 = time.perf_counter()
+    generate(0)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for seed in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        generate(seed)
+        times.append(time.perf_counter() - t0)
+    return compile_s, times
+
+
+def versions(*dists: str) -> str:
+    return ", ".join(f"{d} {metadata.version(d)}" for d in dists)
+
+
+def report(engine: str, args, cfg: dict, compile_s: float, times: list,
+           version: str, note: str) -> None:
+    """The last stdout line is the JSON result the driver parses."""
+    tokens = args.batch * cfg["new_tokens"]
+    print(json.dumps({
+        "engine": engine, "preset": args.preset, "batch": args.batch,
+        "new_tokens": cfg["new_tokens"], "prompt_len": cfg["prompt_len"],
+        "compile_s": round(compile_s, 4),
+        "times_s": [round(t, 4) for t in times],
+        "tokens_per_s": round(tokens / statistics.median(times), 2),
+        "version": version, "note": note,
+    }), flush=True)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Errors become one stderr line and a non-zero exit, no traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - any failure is a failed benchmark
+        msg = " ".join(f"{type(e).__name__}: {e}".split())
+        print(f"error: {msg[:500]}", file=sys.stderr)
+        sys.exit(1)

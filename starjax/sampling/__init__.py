@@ -1,0 +1,1 @@
+"""Generation: strategies.py (token choice), loop.py (compiled prefill + decode), engine.py (host API)."""

@@ -1,0 +1,94 @@
+"""`starjax sample`: prompts in, JSONL completions out (model from a checkpoint or random init)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from starjax.config import Config, ConfigError
+
+
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    if args.prompt:
+        return [p.replace("\\n", "\n") for p in args.prompt]
+    path = Path(args.prompts_file)
+    if not path.is_file():
+        raise ConfigError(f"prompts file {str(path)!r} not found")
+    lines = path.read_text().splitlines()
+    if path.suffix != ".jsonl":
+        prompts = [line.replace("\\n", "\n") for line in lines if line.strip()]
+    else:
+        prompts = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                prompts.append(record if isinstance(record, str) else record["prompt"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ConfigError(f"{path}:{n} is not a JSON string or an object with a \"prompt\" field") from None
+    if not prompts:
+        raise ConfigError(f"prompts file {str(path)!r} holds no prompt")
+    return prompts
+
+
+def run_sample(cfg: Config, args: argparse.Namespace) -> int:
+    prompts = read_prompts(args)
+    if cfg.tokenizer.path is None:
+        raise ConfigError("starjax sample needs a tokenizer: set tokenizer.path=FILE.model")
+    from starjax.checkpoint import restore_params
+    from starjax.model.transformer import create_model
+    from starjax.runtime import build_mesh, setup_runtime
+    from starjax.sampling.engine import Sampler
+    from starjax.sharding import AxisRules
+    from starjax.tokenizer import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.load(cfg.tokenizer.path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"tokenizer.path: {e}") from None
+    model_cfg = cfg.model
+    if model_cfg.vocab_size is None:
+        model_cfg.vocab_size = tokenizer.vocab_size
+    elif model_cfg.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={model_cfg.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
+    setup_runtime(cfg.runtime)
+    rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
+    if args.checkpoint:
+        try:
+            model = restore_params(args.checkpoint, model_cfg, rules)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+    else:
+        print("starjax: no --checkpoint: sampling from a randomly initialised model", file=sys.stderr)
+        model = create_model(model_cfg, rules, cfg.seed)
+    sampler = Sampler(model, tokenizer, cfg.sampler)
+
+    start = time.perf_counter()
+    results = sampler.generate(prompts, seed=cfg.seed)
+    elapsed = time.perf_counter() - start
+    out = open(args.output, "w") if args.output else sys.stdout
+    try:
+        for i, (prompt, samples) in enumerate(zip(prompts, results)):
+            record = {
+                "index": i,
+                "prompt": prompt,
+                "samples": [
+                    {"text": c.text, "finish": c.finish, "num_tokens": len(c.tokens), "logprob": sum(c.logprobs)}
+                    for c in samples
+                ],
+            }
+            out.write(json.dumps(record) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    generated = sum(len(c.tokens) for samples in results for c in samples)
+    print(
+        f"starjax: {len(prompts)} prompts, {generated} tokens in {elapsed:.2f}s "
+        f"({generated / elapsed:,.0f} tokens/s incl. compile), {sampler.compilations} compilation(s)",
+        file=sys.stderr,
+    )
+    return 0

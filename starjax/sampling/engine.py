@@ -1,0 +1,156 @@
+"""Host API: generate for a list of prompts (texts or token ids), in input order.
+
+Prompts are sorted by length, left-padded to a prompt bucket, batched into a bounded set of
+row counts and run through the compiled `generate`; a whole STaR run therefore compiles at most
+|row buckets| x |prompt buckets| x |new-token buckets| programs, counted in `compilations`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from starjax.config import ConfigError, SamplerConfig, validate_sampler
+from starjax.model.kv_cache import KVCache
+from starjax.model.transformer import Transformer
+from starjax.sampling.loop import Finish, Generation, compile_generate
+from starjax.sampling.strategies import SamplingSettings
+from starjax.tokenizer import Tokenizer
+
+MIN_NEW_CAP = 16
+
+
+@dataclass
+class Completion:
+    text: str  # decoded generation, without the final stop token
+    tokens: list[int]  # generated ids, the stop token included
+    logprobs: list[float]  # per token, under the model's own distribution (temperature 1)
+    finish: str  # "stop" (eos or a stop id) or "length"
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+class Sampler:
+    """Generation with a fixed model; `update(model)` swaps in new weights without recompiling."""
+
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, cfg: SamplerConfig):
+        validate_sampler(cfg)
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.model_cfg = model.cfg
+        self.rules = model.rules
+        self.graphdef, self.params = nnx.split(model)
+        mesh = self.rules.mesh.shape
+        self.data_parallel = mesh["data"] * mesh["fsdp"]
+        self.compilations = 0
+        self._programs: dict[tuple, Callable] = {}
+        self._caches: dict[tuple[int, int], KVCache] = {}
+
+    def update(self, model: Transformer) -> None:
+        """Uses `model`'s weights from now on (same architecture, so compiled programs are kept)."""
+        self.params = nnx.state(model)
+
+    def settings(self, **overrides) -> SamplerConfig:
+        try:
+            cfg = dataclasses.replace(self.cfg, **overrides)
+        except TypeError as e:
+            raise ConfigError(f"unknown sampler setting: {e}") from None
+        validate_sampler(cfg)
+        per_call = cfg.batch_size // cfg.num_samples
+        if per_call % self.data_parallel:
+            raise ConfigError(
+                f"sampler.batch_size={cfg.batch_size} with num_samples={cfg.num_samples} gives {per_call} prompts "
+                f"per call, not a multiple of the mesh's data x fsdp = {self.data_parallel}"
+            )
+        return cfg
+
+    def generate(self, prompts: Sequence[str], seed: int = 0, **overrides) -> list[list[Completion]]:
+        """num_samples completions for each text prompt, in input order."""
+        ids = self.tokenizer.encode_batch(list(prompts), add_bos=True)
+        return self.generate_ids(ids, seed, **overrides)
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], seed: int = 0, **overrides) -> list[list[Completion]]:
+        """As `generate`, for prompts already tokenized."""
+        cfg = self.settings(**overrides)
+        buckets = sorted(cfg.prompt_buckets)
+        lengths = [len(p) for p in prompts]
+        for i, n in enumerate(lengths):
+            if n == 0:
+                raise ConfigError(f"prompt {i} is empty; give at least one token (e.g. bos)")
+            if n > buckets[-1]:
+                raise ConfigError(
+                    f"prompt {i} has {n} tokens, more than the largest prompt bucket {buckets[-1]}; "
+                    "raise sampler.prompt_buckets"
+                )
+        cap = max(MIN_NEW_CAP, _next_pow2(cfg.max_new_tokens))
+        settings = SamplingSettings.create(cfg, self.tokenizer.eos_id)
+        per_call = cfg.batch_size // cfg.num_samples
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+        chunks: list[tuple[int, list[int]]] = []
+        for i in order:
+            bucket = next(b for b in buckets if b >= lengths[i])
+            if not chunks or chunks[-1][0] != bucket or len(chunks[-1][1]) == per_call:
+                chunks.append((bucket, []))
+            chunks[-1][1].append(i)
+
+        results: list[list[Completion]] = [[] for _ in prompts]
+        base_key = jax.random.key(seed)
+        with tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not cfg.progress) as bar:
+            for chunk_index, (bucket, members) in enumerate(chunks):
+                rows = self._prompt_rows(len(members), per_call)
+                tokens = np.full((rows, bucket), self.tokenizer.pad_id, np.int32)
+                plen = np.zeros((rows,), np.int32)
+                for r, i in enumerate(members):
+                    tokens[r, bucket - lengths[i] :] = prompts[i]
+                    plen[r] = lengths[i]
+                out = self._run(tokens, plen, jax.random.fold_in(base_key, chunk_index), settings, cap, cfg)
+                for r, i in enumerate(members):
+                    rows_of_prompt = range(r * cfg.num_samples, (r + 1) * cfg.num_samples)
+                    results[i] = [self._completion(out, row) for row in rows_of_prompt]
+                bar.update(len(members))
+        return results
+
+    def _prompt_rows(self, count: int, per_call: int) -> int:
+        """The row bucket for `count` prompts: data-parallel size x a power of two, at most per_call."""
+        dp = self.data_parallel
+        return min(dp * _next_pow2(-(-count // dp)), per_call)
+
+    def _run(self, tokens, plen, key, settings, cap, cfg) -> Generation:
+        rows = tokens.shape[0] * cfg.num_samples
+        cache_key = (rows, tokens.shape[1] + cap)
+        program_key = (cap, cfg.num_samples, cfg.top_k)
+        if program_key not in self._programs:
+            self._programs[program_key] = compile_generate(
+                self.graphdef, self.params, self.rules, self.model_cfg.num_layers,
+                max_new_cap=cap, num_samples=cfg.num_samples, top_k=cfg.top_k,
+                pad_id=self.tokenizer.pad_id, on_compile=self._count_compile,
+            )
+        cache = self._caches.pop(cache_key, None)
+        if cache is None:
+            cache = KVCache.init(self.model_cfg, self.rules, *cache_key)
+        out, cache = self._programs[program_key](self.params, cache, tokens, plen, key, settings)
+        self._caches[cache_key] = cache  # donated in, handed back: reused by the next call
+        return jax.device_get(out)
+
+    def _count_compile(self) -> None:
+        self.compilations += 1
+
+    def _completion(self, out: Generation, row: int) -> Completion:
+        n = int(out.lengths[row])
+        tokens = [int(t) for t in out.tokens[row, :n]]
+        finish = Finish(int(out.finish[row]))
+        text_tokens = tokens[:-1] if finish == Finish.STOP else tokens
+        return Completion(
+            text=self.tokenizer.decode(text_tokens),
+            tokens=tokens,
+            logprobs=[float(x) for x in out.logprobs[row, :n]],
+            finish="stop" if finish == Finish.STOP else "length",
+        )
