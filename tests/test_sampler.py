@@ -1,5 +1,6 @@
 """Sampler: cached == full forward, strategies, stopping, mixed lengths, sharding, recompiles."""
 
+import copy
 import dataclasses
 
 import jax
@@ -89,6 +90,28 @@ def test_stop_ids_end_rows_and_nothing_leaks(sampler, tok):
     assert all(len(c.tokens) == len(c.logprobs) for c in out)
 
 
+def test_eos_ends_rows(sampler, tok):
+    ref = greedy(sampler)
+    eos_tok = copy.copy(tok)
+    eos_tok.eos_id = ref[1].tokens[1]
+    eos_sampler = Sampler(nnx.merge(sampler.graphdef, sampler.params), eos_tok, sampler.cfg)
+    out = greedy(eos_sampler)
+    assert out[1].tokens == ref[1].tokens[: ref[1].tokens.index(eos_tok.eos_id) + 1]
+    assert out[1].finish == "stop"
+
+
+def test_update_swaps_weights_without_recompiling(cfg, tok):
+    s = Sampler(create_model(cfg.model, make_rules(), seed=3), tok, cfg.sampler)
+    first = greedy(s)
+    n = s.compilations
+    s.update(create_model(cfg.model, make_rules(), seed=4))
+    second = greedy(s)
+    assert s.compilations == n
+    assert [c.tokens for c in first] != [c.tokens for c in second]
+    fresh = greedy(Sampler(create_model(cfg.model, make_rules(), seed=4), tok, cfg.sampler))
+    assert [c.tokens for c in fresh] == [c.tokens for c in second]
+
+
 def test_max_new_tokens_is_traced_and_bounds_length(sampler):
     before = sampler.compilations
     for n in (3, 7, 12):
@@ -156,9 +179,13 @@ def test_bad_settings_give_one_line_errors(sampler, settings, message):
     assert "\n" not in str(e.value)
 
 
-def test_prompt_longer_than_largest_bucket(sampler):
+def test_bad_prompts(sampler):
     with pytest.raises(ConfigError, match="more than the largest prompt bucket 32; raise sampler.prompt_buckets"):
         sampler.generate([" ".join(["1"] * 40)])
+    with pytest.raises(ConfigError, match="prompt 1 has token ids outside the model's vocabulary"):
+        sampler.generate_ids([[2, 5], [2, 10_000]])
+    with pytest.raises(ConfigError, match="prompt 0 is empty"):
+        sampler.generate_ids([[]])
 
 
 # Statistical checks of the strategies on a fixed toy distribution.

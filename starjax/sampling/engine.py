@@ -52,7 +52,9 @@ class Sampler:
         self.data_parallel = mesh["data"] * mesh["fsdp"]
         self.compilations = 0
         self._programs: dict[tuple, Callable] = {}
-        self._caches: dict[tuple[int, int], KVCache] = {}
+        # One donated cache buffer, reused while consecutive calls share its shape. Only one
+        # is kept: for a large model each bucket's cache can take gigabytes.
+        self._cache: tuple[tuple[int, int], KVCache] | None = None
 
     def update(self, model: Transformer) -> None:
         """Uses `model`'s weights from now on (same architecture, so compiled programs are kept)."""
@@ -85,6 +87,8 @@ class Sampler:
         for i, n in enumerate(lengths):
             if n == 0:
                 raise ConfigError(f"prompt {i} is empty; give at least one token (e.g. bos)")
+            if max(prompts[i]) >= self.model_cfg.vocab_size or min(prompts[i]) < 0:
+                raise ConfigError(f"prompt {i} has token ids outside the model's vocabulary [0, {self.model_cfg.vocab_size})")
             if n > buckets[-1]:
                 raise ConfigError(
                     f"prompt {i} has {n} tokens, more than the largest prompt bucket {buckets[-1]}; "
@@ -133,11 +137,13 @@ class Sampler:
                 max_new_cap=cap, num_samples=cfg.num_samples, top_k=cfg.top_k,
                 pad_id=self.tokenizer.pad_id, on_compile=self._count_compile,
             )
-        cache = self._caches.pop(cache_key, None)
-        if cache is None:
+        if self._cache is not None and self._cache[0] == cache_key:
+            cache = self._cache[1]
+        else:
+            self._cache = None  # free the old buffer before allocating the new one
             cache = KVCache.init(self.model_cfg, self.rules, *cache_key)
         out, cache = self._programs[program_key](self.params, cache, tokens, plen, key, settings)
-        self._caches[cache_key] = cache  # donated in, handed back: reused by the next call
+        self._cache = (cache_key, cache)  # donated in, handed back
         return jax.device_get(out)
 
     def _count_compile(self) -> None:
