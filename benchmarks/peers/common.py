@@ -29,8 +29,15 @@ PROMPT_SEED = 1234  # same prompts for every engine at a given preset/batch
 PARAM_SEED = 0
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one stderr line (the driver logs stderr verbatim)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def parse_args(description: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
+    p = _OneLineErrors(description=description)
     p.add_argument("--preset", choices=sorted(PRESETS), required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--repeats", type=int, default=3)

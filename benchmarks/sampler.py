@@ -1,0 +1,149 @@
+"""Decode throughput: starjax vs google-tunix's Sampler vs Hugging Face transformers' generate.
+
+Same shapes and settings for every engine: random-init float32 Llama-family models (`tiny` with
+vocab 64, prompt 32, 64 new tokens; `small` with vocab 32000, prompt 64, 32 new tokens),
+temperature 1.0, no top-k/top-p, EOS disabled so every row generates exactly the new-token
+count. tokens/s = batch x new tokens / median wall time of a whole generate call (prefill +
+decode); the first call (compilation, warm-up) is reported apart. Peers run in their own
+virtual environments (benchmarks/peer_envs.py creates them on first use).
+
+    .venv/bin/python benchmarks/sampler.py                 # everything, writes benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/sampler.py --engines starjax --batches 32 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from machine import describe_machine, matmul_peak_gflops  # noqa: E402
+from results import write_section  # noqa: E402
+
+SHAPES = {  # preset: (vocab, prompt length, new tokens)
+    "tiny": (64, 32, 64),
+    "small": (32000, 64, 32),
+}
+PEER_SCRIPTS = {"tunix": "peers/tunix_sampler.py", "transformers": "peers/hf_generate.py"}
+
+
+def run_starjax(preset: str, batch: int, repeats: int) -> dict:
+    import jax
+    from flax import nnx
+
+    from starjax.config import load_config
+    from starjax.model.kv_cache import KVCache
+    from starjax.model.transformer import count_params, create_model
+    from starjax.runtime import build_mesh
+    from starjax.sampling.loop import compile_generate
+    from starjax.sampling.strategies import SamplingSettings
+    from starjax.sharding import AxisRules
+
+    vocab, prompt_len, new = SHAPES[preset]
+    cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
+                             "sampler.temperature=1.0", "mesh.data=1"])
+    rules = AxisRules.from_config(build_mesh(cfg.mesh, jax.devices()[:1]), cfg.mesh.rules)
+    model = create_model(cfg.model, rules, seed=0)
+    graphdef, params = nnx.split(model)
+    fn = compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=new, num_samples=1,
+                          top_k=0, pad_id=0, on_compile=lambda: None)
+    settings = SamplingSettings.create(cfg.sampler, eos_id=-1)  # -1 never occurs: EOS disabled
+    prompts = np.random.RandomState(0).randint(4, vocab, (batch, prompt_len)).astype(np.int32)
+    lengths = np.full((batch,), prompt_len, np.int32)
+    cache = KVCache.init(cfg.model, rules, batch, prompt_len + new)
+
+    def call(seed: int) -> float:
+        nonlocal cache
+        start = time.perf_counter()
+        out, cache = fn(params, cache, prompts, lengths, jax.random.key(seed), settings)
+        jax.block_until_ready(out)
+        assert int(out.lengths.min()) == new, "every row must generate exactly the new-token count"
+        return time.perf_counter() - start
+
+    compile_s = call(0)
+    times = [call(seed) for seed in range(1, repeats + 1)]
+    return dict(engine="starjax", preset=preset, batch=batch, compile_s=compile_s, times_s=times,
+                tokens_per_s=batch * new / float(np.median(times)), params=count_params(model))
+
+
+def run_peer(engine: str, preset: str, batch: int, repeats: int) -> dict:
+    from peer_envs import ensure_env
+
+    python = ensure_env(engine)
+    cmd = [str(python), str(HERE / PEER_SCRIPTS[engine]), "--preset", preset, "--batch", str(batch),
+           "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict(engine=engine, preset=preset, batch=batch, error=tail)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def matmul_flops_per_call(preset: str, batch: int, params: int) -> float:
+    """2 x weights x tokens processed (prompt once, each new token once); attention ignored."""
+    vocab, prompt_len, new = SHAPES[preset]
+    return 2.0 * params * batch * (prompt_len + new)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="tiny,small")
+    parser.add_argument("--batches", default="8,32,128")
+    parser.add_argument("--engines", default="starjax,tunix,transformers")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON on the last line")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    presets = args.presets.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    engines = args.engines.split(",")
+    unknown = [p for p in presets if p not in SHAPES] + [e for e in engines if e != "starjax" and e not in PEER_SCRIPTS]
+    if unknown or args.repeats < 3:
+        parser.error(f"unknown preset/engine {unknown}" if unknown else "--repeats must be >= 3 (medians)")
+
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak: {peak:.0f} GFLOP/s", file=sys.stderr)
+    rows, params = [], {}
+    for preset in presets:
+        for batch in batches:
+            for engine in engines:
+                print(f"{engine} {preset} batch {batch} ...", file=sys.stderr, flush=True)
+                row = run_starjax(preset, batch, args.repeats) if engine == "starjax" else run_peer(engine, preset, batch, args.repeats)
+                params.setdefault(preset, row.get("params"))
+                rows.append(row)
+                print(f"  -> {row.get('tokens_per_s', row.get('error'))}", file=sys.stderr, flush=True)
+
+    table = ["| preset | batch | engine | tokens/s | compile s | % of matmul peak | starjax / engine |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ours = next((r for r in rows if r["engine"] == "starjax" and r["preset"] == row["preset"] and r["batch"] == row["batch"]), None)
+        if "error" in row:
+            table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | failed: {row['error']} | | | |")
+            continue
+        tps = row["tokens_per_s"]
+        pct = ""
+        if params.get(row["preset"]):
+            seconds = row["batch"] * SHAPES[row["preset"]][2] / tps
+            pct = f"{100 * matmul_flops_per_call(row['preset'], row['batch'], params[row['preset']]) / seconds / 1e9 / peak:.0f}%"
+        ratio = f"{ours['tokens_per_s'] / tps:.2f}x" if ours and "tokens_per_s" in ours else ""
+        table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | {row.get('compile_s', 0):.1f} | {pct} | {ratio} |")
+    text = "\n".join(table)
+    print(text)
+    if not args.no_write:
+        write_section("sampler", f"Decode throughput (`{' '.join(['python benchmarks/sampler.py'] + sys.argv[1:])}`)",
+                      describe_machine(peak) + "\n\n" + text)
+    if args.json:
+        print(json.dumps([{k: r.get(k) for k in ("engine", "preset", "batch", "tokens_per_s")} for r in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
