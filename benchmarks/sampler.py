@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,8 +36,12 @@ SHAPES = {  # preset: (vocab, prompt length, new tokens)
 PEER_SCRIPTS = {"tunix": "peers/tunix_sampler.py", "transformers": "peers/hf_generate.py"}
 
 
-def run_starjax(preset: str, batch: int, repeats: int) -> dict:
+def run_starjax(preset: str, batch: int, repeats: int, devices: int) -> dict:
+    """Runs in a fresh process (see `starjax_row`): the CPU device count is fixed at JAX start-up."""
     import jax
+
+    if devices > 1:
+        jax.config.update("jax_num_cpu_devices", devices)
     from flax import nnx
 
     from starjax.config import load_config
@@ -49,8 +54,8 @@ def run_starjax(preset: str, batch: int, repeats: int) -> dict:
 
     vocab, prompt_len, new = SHAPES[preset]
     cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
-                             "sampler.temperature=1.0", "mesh.data=1"])
-    rules = AxisRules.from_config(build_mesh(cfg.mesh, jax.devices()[:1]), cfg.mesh.rules)
+                             "sampler.temperature=1.0", f"mesh.data={devices}"])
+    rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
     model = create_model(cfg.model, rules, seed=0)
     graphdef, params = nnx.split(model)
     fn = compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=new, num_samples=1,
@@ -70,8 +75,22 @@ def run_starjax(preset: str, batch: int, repeats: int) -> dict:
 
     compile_s = call(0)
     times = [call(seed) for seed in range(1, repeats + 1)]
-    return dict(engine="starjax", preset=preset, batch=batch, compile_s=compile_s, times_s=times,
+    engine = "starjax" if devices == 1 else f"starjax-dp{devices}"
+    return dict(engine=engine, preset=preset, batch=batch, compile_s=compile_s, times_s=times,
                 tokens_per_s=batch * new / float(np.median(times)), params=count_params(model))
+
+
+def starjax_row(preset: str, batch: int, repeats: int, devices: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--presets", preset, "--batches", str(batch),
+           "--repeats", str(repeats), "--cpu-devices", str(devices)]
+    return _row_from(subprocess.run(cmd, capture_output=True, text=True), "starjax", preset, batch)
+
+
+def _row_from(proc: subprocess.CompletedProcess, engine: str, preset: str, batch: int) -> dict:
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict(engine=engine, preset=preset, batch=batch, error=tail)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_peer(engine: str, preset: str, batch: int, repeats: int) -> dict:
@@ -80,17 +99,37 @@ def run_peer(engine: str, preset: str, batch: int, repeats: int) -> dict:
     python = ensure_env(engine)
     cmd = [str(python), str(HERE / PEER_SCRIPTS[engine]), "--preset", preset, "--batch", str(batch),
            "--repeats", str(repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return dict(engine=engine, preset=preset, batch=batch, error=tail)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _row_from(subprocess.run(cmd, capture_output=True, text=True), engine, preset, batch)
 
 
 def matmul_flops_per_call(preset: str, batch: int, params: int) -> float:
     """2 x weights x tokens processed (prompt once, each new token once); attention ignored."""
     vocab, prompt_len, new = SHAPES[preset]
     return 2.0 * params * batch * (prompt_len + new)
+
+
+def format_table(rows: list[dict], params: dict, peak: float) -> str:
+    """One line per run; each peer line carries the ratio of every starjax variant to it."""
+    table = ["| preset | batch | engine | tokens/s (median) | compile s | % of matmul peak | starjax / this |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if "error" in row:
+            table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | failed: {row['error']} | | | |")
+            continue
+        tps = row["tokens_per_s"]
+        pct = ""
+        if params.get(row["preset"]):
+            seconds = row["batch"] * SHAPES[row["preset"]][2] / tps
+            pct = f"{100 * matmul_flops_per_call(row['preset'], row['batch'], params[row['preset']]) / seconds / 1e9 / peak:.0f}%"
+        ratios = []
+        if not row["engine"].startswith("starjax"):
+            for ours in rows:
+                same = ours["preset"] == row["preset"] and ours["batch"] == row["batch"]
+                if same and ours["engine"].startswith("starjax") and "tokens_per_s" in ours:
+                    ratios.append(f"{ours['engine']} {ours['tokens_per_s'] / tps:.2f}x")
+        table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | "
+                     f"{row.get('compile_s', 0):.1f} | {pct} | {', '.join(ratios)} |")
+    return "\n".join(table)
 
 
 def main() -> int:
@@ -101,7 +140,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON on the last line")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
+                        help="also run starjax data-parallel over this many CPU devices (default: one per core)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_starjax(args.presets, int(args.batches), args.repeats, args.cpu_devices)))
+        return 0
     presets = args.presets.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     engines = args.engines.split(",")
@@ -111,31 +156,26 @@ def main() -> int:
 
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak: {peak:.0f} GFLOP/s", file=sys.stderr)
+    import jax
+
+    # Data-parallel over CPU cores only makes sense on a CPU backend.
+    variants = [1] + ([args.cpu_devices] if args.cpu_devices > 1 and jax.default_backend() == "cpu" else [])
     rows, params = [], {}
     for preset in presets:
         for batch in batches:
             for engine in engines:
-                print(f"{engine} {preset} batch {batch} ...", file=sys.stderr, flush=True)
-                row = run_starjax(preset, batch, args.repeats) if engine == "starjax" else run_peer(engine, preset, batch, args.repeats)
-                params.setdefault(preset, row.get("params"))
-                rows.append(row)
-                print(f"  -> {row.get('tokens_per_s', row.get('error'))}", file=sys.stderr, flush=True)
+                for devices in variants if engine == "starjax" else [None]:
+                    print(f"{engine} {preset} batch {batch} ...", file=sys.stderr, flush=True)
+                    if engine == "starjax":
+                        row = starjax_row(preset, batch, args.repeats, devices)
+                    else:
+                        row = run_peer(engine, preset, batch, args.repeats)
+                    if row.get("params"):
+                        params.setdefault(preset, row["params"])
+                    rows.append(row)
+                    print(f"  -> {row['engine']}: {row.get('tokens_per_s', row.get('error'))}", file=sys.stderr, flush=True)
 
-    table = ["| preset | batch | engine | tokens/s | compile s | % of matmul peak | starjax / engine |",
-             "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        ours = next((r for r in rows if r["engine"] == "starjax" and r["preset"] == row["preset"] and r["batch"] == row["batch"]), None)
-        if "error" in row:
-            table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | failed: {row['error']} | | | |")
-            continue
-        tps = row["tokens_per_s"]
-        pct = ""
-        if params.get(row["preset"]):
-            seconds = row["batch"] * SHAPES[row["preset"]][2] / tps
-            pct = f"{100 * matmul_flops_per_call(row['preset'], row['batch'], params[row['preset']]) / seconds / 1e9 / peak:.0f}%"
-        ratio = f"{ours['tokens_per_s'] / tps:.2f}x" if ours and "tokens_per_s" in ours else ""
-        table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | {row.get('compile_s', 0):.1f} | {pct} | {ratio} |")
-    text = "\n".join(table)
+    text = format_table(rows, params, peak)
     print(text)
     if not args.no_write:
         write_section("sampler", f"Decode throughput (`{' '.join(['python benchmarks/sampler.py'] + sys.argv[1:])}`)",

@@ -95,10 +95,15 @@ class Attention(nnx.Module):
     def project_qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use."""
         dt = x.dtype
+        b, t, e = x.shape
 
-        def proj(w, b):
-            y = jnp.einsum("bte,ehd->bhtd", x, w[...].astype(dt))
-            return y if b is None else y + b[...].astype(dt)[None, :, None, :]
+        def proj(w, bias):
+            # A plain 2-D matmul against the weight as stored: with einsum, XLA:CPU chose a
+            # transposed product that copied the weight on every decode step.
+            heads, d = w.shape[1], w.shape[2]
+            y = (x.reshape(b * t, e) @ w[...].astype(dt).reshape(e, heads * d)).reshape(b, t, heads, d)
+            y = y if bias is None else y + bias[...].astype(dt)
+            return y.transpose(0, 2, 1, 3)  # [B, heads, T, D]; free when T == 1 (decode)
 
         q = apply_rope(proj(self.q, self.q_bias), positions, self.theta)
         k = apply_rope(proj(self.k, self.k_bias), positions, self.theta)
@@ -118,4 +123,5 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
         out = jnp.einsum("bkgts,bksd->bkgtd", probs, v).reshape(b, h, t, d)
         out = self.rules.constrain(out, ("batch", "act_heads", "length", None))
-        return jnp.einsum("bhtd,hde->bte", out, self.o[...].astype(out.dtype))
+        out = out.transpose(0, 2, 1, 3).reshape(b * t, h * d)
+        return (out @ self.o[...].astype(out.dtype).reshape(h * d, -1)).reshape(b, t, -1)
