@@ -116,6 +116,24 @@ class SamplerConfig:
 
 
 @dataclass
+class TrainConfig:
+    # Rows per optimizer step (global, all processes); each row is seq_len packed tokens.
+    batch_size: int = 32
+    seq_len: int = 128
+    # The step's batch is split into this many micro-batches, accumulated with lax.scan.
+    micro_batches: int = 1
+    steps: int = 100
+    learning_rate: float = 3e-4
+    warmup_steps: int = 10
+    # "constant" or "cosine" (to 10% of learning_rate at `steps`) after warmup.
+    schedule: str = "constant"
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    grad_clip: float = 1.0
+
+
+@dataclass
 class Config:
     seed: int = 0
     run_dir: str = "runs/default"
@@ -124,6 +142,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -194,6 +213,7 @@ def validate(cfg: Config) -> None:
         if len(set(axes)) != len(axes):
             raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
     validate_sampler(cfg.sampler)
+    validate_train(cfg.train)
     if cfg.runtime.num_cpu_devices < 0:
         raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
     if cfg.runtime.platform not in (None, "cpu", "gpu", "cuda", "rocm", "tpu"):
@@ -220,6 +240,18 @@ def validate_sampler(s: SamplerConfig) -> None:
         raise ConfigError(f"sampler.prompt_buckets={s.prompt_buckets} must be a non-empty list of positive lengths")
     if len(s.stop_ids) > MAX_STOP_IDS - 1:
         raise ConfigError(f"sampler.stop_ids has {len(s.stop_ids)} ids; at most {MAX_STOP_IDS - 1} (eos is added)")
+
+
+def validate_train(t: TrainConfig) -> None:
+    for key in ("batch_size", "seq_len", "micro_batches", "steps"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 1")
+    if t.batch_size % t.micro_batches:
+        raise ConfigError(f"train.micro_batches={t.micro_batches} must divide train.batch_size={t.batch_size}")
+    if t.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"train.schedule={t.schedule!r} must be 'constant' or 'cosine'")
+    if t.learning_rate <= 0 or t.warmup_steps < 0 or t.grad_clip <= 0 or t.weight_decay < 0:
+        raise ConfigError("train.learning_rate and train.grad_clip must be > 0; warmup_steps and weight_decay >= 0")
 
 
 def _load_yaml(path: str | Path) -> Any:

@@ -1,0 +1,121 @@
+"""The pure train step: `train_step(state, batch) -> (state, metrics)`, jitted once with shardings.
+
+Loss is next-token cross-entropy on completion tokens only (batch.weights), summed over the
+global batch and divided by its number of completion tokens, so gradient accumulation over
+micro-batches (a `lax.scan` inside the step) gives exactly the full-batch gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from starjax.config import TrainConfig
+from starjax.model.transformer import Transformer
+from starjax.sharding import AxisRules
+from starjax.training.optimizer import make_optimizer, schedule
+
+ROW_NAMES = ("batch", "length")
+
+
+@flax.struct.dataclass
+class Batch:
+    tokens: jax.Array  # [B, L] int32 model inputs
+    targets: jax.Array  # [B, L] int32 next token of each input
+    positions: jax.Array  # [B, L] int32 position within its segment
+    segment_ids: jax.Array  # [B, L] int32, 0 = padding
+    weights: jax.Array  # [B, L] float32, 1 where the target is a completion token
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: nnx.State
+    opt_state: optax.OptState
+    step: jax.Array  # [] int32
+    rng: jax.Array  # [2] uint32 raw key data (plain arrays checkpoint everywhere)
+
+
+def init_state(model: Transformer, cfg: TrainConfig, seed: int) -> TrainState:
+    """Optimizer moments inherit each parameter's sharding; scalars are replicated on the mesh."""
+    params = nnx.state(model)
+    opt_state = jax.jit(make_optimizer(cfg).init)(params)
+    rng = jax.random.key_data(jax.random.key(seed))
+    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), rng)
+    return jax.device_put(state, state_shardings(state, model.rules))
+
+
+def state_shardings(state: TrainState, rules: AxisRules) -> TrainState:
+    """Each leaf's sharding on the rules' mesh: its own where it has one there, else replicated."""
+    replicated = rules.sharding(())
+
+    def pick(x):
+        sharding = getattr(x, "sharding", None)
+        return sharding if getattr(sharding, "mesh", None) == rules.mesh else replicated
+
+    return jax.tree.map(pick, state)
+
+
+def loss_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """(sum of weighted token losses, (sum of weights, weighted correct predictions))."""
+    logits, _ = nnx.merge(graphdef, params)(batch.tokens, batch.positions, batch.segment_ids)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, batch.targets[..., None], axis=-1)[..., 0]
+    correct = (jnp.argmax(logits, axis=-1) == batch.targets).astype(jnp.float32)
+    w = batch.weights
+    return (nll * w).sum(), (w.sum(), (correct * w).sum())
+
+
+def train_step(graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+    optimizer = make_optimizer(cfg)
+    m = cfg.micro_batches
+
+    def split(x: jax.Array) -> jax.Array:
+        # Rows j, j+m, j+2m, ... form micro-batch j: every micro-batch keeps the batch sharding.
+        x = x.reshape(x.shape[0] // m, m, *x.shape[1:]).swapaxes(0, 1)
+        return rules.constrain(x, (None, *ROW_NAMES))
+
+    grad_fn = jax.value_and_grad(lambda p, mb: loss_sums(graphdef, p, mb), has_aux=True)
+
+    def accumulate(carry, micro: Batch):
+        grads, loss, count, correct = carry
+        (l, (n, c)), g = grad_fn(state.params, micro)
+        return (jax.tree.map(jnp.add, grads, g), loss + l, count + n, correct + c), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    init = (zeros, jnp.float32(0), jnp.float32(0), jnp.float32(0))
+    (grads, loss, count, correct), _ = jax.lax.scan(accumulate, init, jax.tree.map(split, batch))
+    denom = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: g / denom, grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss / denom,
+        "accuracy": correct / denom,
+        "grad_norm": optax.tree.norm(grads),
+        "learning_rate": schedule(cfg)(state.step),
+        "tokens": count,
+    }
+    rng = jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
+    return TrainState(params, opt_state, state.step + 1, rng), metrics
+
+
+def batch_shardings(rules: AxisRules) -> Batch:
+    s = rules.sharding(ROW_NAMES)
+    return Batch(s, s, s, s, s)
+
+
+def compile_train_step(graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState) -> Callable:
+    """`train_step` under jax.jit: explicit in/out shardings, the state donated."""
+    state_sh = state_shardings(state, rules)
+    replicated = rules.sharding(())
+    return jax.jit(
+        lambda s, b: train_step(graphdef, cfg, rules, s, b),
+        in_shardings=(state_sh, batch_shardings(rules)),
+        out_shardings=(state_sh, replicated),
+        donate_argnums=(0,),
+    )

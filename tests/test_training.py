@@ -1,0 +1,143 @@
+"""Train step: learns, sharded == single device, accumulation == big batch, packing, loss mask."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import SMALL_MODEL, make_rules
+from starjax.config import load_config
+from starjax.model.transformer import create_model
+from starjax.training.data import Example, PackedData, device_batch, pack
+from starjax.training.optimizer import decay_mask, schedule
+from starjax.training.step import Batch, compile_train_step, init_state, loss_sums
+
+
+def toy_examples(n=64, seed=0):
+    """Copy task: the completion repeats the prompt's digits."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(n):
+        digits = tuple(int(d) for d in rng.randint(4, 14, rng.randint(2, 6)))
+        out.append(Example((2,) + digits + (15,), digits + (3,)))
+    return out
+
+
+def setup(shape=(1, 1, 1), overrides=(), seed=0):
+    cfg = load_config(None, [*SMALL_MODEL, "train.batch_size=8", "train.seq_len=32", "train.learning_rate=3e-3",
+                             "train.warmup_steps=2", *overrides])
+    rules = make_rules(shape)
+    model = create_model(cfg.model, rules, seed=seed)
+    graphdef, _ = nnx.split(model)
+    state = init_state(model, cfg.train, seed)
+    return cfg, rules, graphdef, state
+
+
+def test_loss_falls_on_a_learnable_task():
+    cfg, rules, graphdef, state = setup()
+    data = PackedData(toy_examples(200), cfg.train.seq_len, cfg.train.batch_size, seed=0)
+    step = compile_train_step(graphdef, cfg.train, rules, state)
+    losses = []
+    for i in range(40):
+        state, metrics = step(state, device_batch(data.host_batch(i), rules))
+        losses.append(float(metrics["loss"]))
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+    assert int(state.step) == 40
+
+
+def params_of(state):
+    return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+
+def run_steps(shape, overrides=(), steps=2):
+    cfg, rules, graphdef, state = setup(shape, overrides)
+    data = PackedData(toy_examples(), cfg.train.seq_len, cfg.train.batch_size, seed=0)
+    step = compile_train_step(graphdef, cfg.train, rules, state)
+    for i in range(steps):
+        state, metrics = step(state, device_batch(data.host_batch(i), rules))
+    return state, metrics
+
+
+def test_sharded_step_equals_single_device():
+    single, m1 = run_steps((1, 1, 1))
+    sharded, m8 = run_steps((2, 2, 2))
+    assert jax.tree.leaves(sharded.params)[0].sharding.mesh.size == 8
+    np.testing.assert_allclose(float(m1["loss"]), float(m8["loss"]), rtol=1e-5)
+    for a, b in zip(params_of(single), params_of(sharded)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_accumulated_micro_batches_equal_one_big_batch():
+    big, mb = run_steps((1, 1, 1))
+    acc, ma = run_steps((1, 1, 1), ["train.micro_batches=4"])
+    np.testing.assert_allclose(float(mb["loss"]), float(ma["loss"]), rtol=1e-5)
+    np.testing.assert_allclose(float(mb["grad_norm"]), float(ma["grad_norm"]), rtol=1e-4)
+    for a, b in zip(params_of(big), params_of(acc)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def as_batch(rows):
+    return Batch(**{k: jnp.asarray(v) for k, v in rows.items()})
+
+
+def test_packed_rows_give_each_example_its_own_loss():
+    cfg, rules, graphdef, state = setup()
+    examples = toy_examples(5, seed=3)
+    packed = pack(examples, 64)
+    assert len(packed["tokens"]) == 1 and packed["segment_ids"].max() == 5
+    together, _ = loss_sums(graphdef, state.params, as_batch(packed))
+    alone = [float(loss_sums(graphdef, state.params, as_batch(pack([ex], 64)))[0]) for ex in examples]
+    np.testing.assert_allclose(float(together), sum(alone), rtol=1e-5)
+    # per-example: mask all but one segment
+    for seg, expected in enumerate(alone, start=1):
+        only = dict(packed, weights=packed["weights"] * (packed["segment_ids"] == seg))
+        np.testing.assert_allclose(float(loss_sums(graphdef, state.params, as_batch(only))[0]), expected, rtol=1e-5)
+
+
+def test_prompt_tokens_get_no_loss_and_no_gradient():
+    cfg, rules, graphdef, state = setup()
+    ex = Example((2, 5, 6, 7, 15), (8, 9, 3))
+    rows = pack([ex], 16)
+    # weights: targets 8, 9, 3 only (inputs 15, 8, 9)
+    assert rows["weights"][0].tolist()[:7] == [0, 0, 0, 0, 1, 1, 1]
+    assert rows["targets"][0, 4:7].tolist() == [8, 9, 3]
+    grad = jax.grad(lambda p, b: loss_sums(graphdef, p, b)[0])
+    changed = dict(rows, targets=rows["targets"].copy())
+    changed["targets"][0, :4] = [11, 12, 13, 14]  # different prompt targets
+    g1, g2 = grad(state.params, as_batch(rows)), grad(state.params, as_batch(changed))
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_data_order_is_a_function_of_seed_and_step():
+    examples = toy_examples(100)
+    a = PackedData(examples, 32, 4, seed=1)
+    b = PackedData(examples, 32, 4, seed=1)
+    c = PackedData(examples, 32, 4, seed=2)
+    for step in (0, 3, a.steps_in_epoch(0) + 1):
+        np.testing.assert_array_equal(a.host_batch(step)["tokens"], b.host_batch(step)["tokens"])
+    assert not np.array_equal(a.host_batch(0)["tokens"], c.host_batch(0)["tokens"])
+    e0 = a.steps_in_epoch(0)
+    assert a.position(e0) == (1, 0)  # the next epoch reshuffles
+    assert not np.array_equal(a.host_batch(0)["tokens"], a.host_batch(e0)["tokens"])
+    with pytest.raises(ValueError, match="fewer than train.batch_size=999"):
+        PackedData(examples, 32, 999, seed=0)
+
+
+def test_schedule_and_weight_decay_mask():
+    cfg = load_config(None, ["train.learning_rate=1.0", "train.warmup_steps=10", "train.steps=110",
+                             "train.schedule=cosine"]).train
+    s = schedule(cfg)
+    assert float(s(0)) == 0.0 and abs(float(s(5)) - 0.5) < 1e-6 and abs(float(s(10)) - 1.0) < 1e-6
+    assert abs(float(s(110)) - 0.1) < 1e-6  # cosine decays to 10%
+    const = schedule(dataclasses.replace(cfg, schedule="constant"))
+    assert float(const(10)) == float(const(1000)) == 1.0
+    model_cfg = load_config(None, [*SMALL_MODEL, "model.qkv_bias=true"]).model
+    params = nnx.state(create_model(model_cfg, make_rules()))
+    mask = {".".join(map(str, p)): v.get_value() for p, v in nnx.to_flat_state(decay_mask(params))}
+    assert mask["embed"] and mask["blocks.0.attn.q"] and mask["blocks.0.mlp.down"]
+    assert not mask["blocks.0.attn.q_bias"] and not mask["blocks.0.attn_norm.scale"] and not mask["final_norm.scale"]
