@@ -6,7 +6,9 @@ straight into the sharded layout of the *current* mesh, whatever mesh wrote them
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -44,3 +46,46 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
         raise ValueError(f"checkpoint {str(path)!r} does not match the configured model: {first}") from None
     nnx.replace_by_pure_dict(state, restored)
     return nnx.merge(graphdef, state)
+
+
+class TrainCheckpoints:
+    """Periodic train-state checkpoints in DIRECTORY/<step>: state + JSON metadata.
+
+    Saving is asynchronous (training continues while Orbax writes) and atomic (a step directory
+    appears only once finalized), the last `keep` are kept, and restore walks back from the
+    newest step past any damaged checkpoint.
+    """
+
+    def __init__(self, directory: str | Path, keep: int = 3, async_save: bool = True):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, meta: dict) -> None:
+        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+    def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
+        """(step, state, meta) of the newest readable checkpoint, or None when there is none.
+
+        `like` is a state with the target shardings (e.g. a freshly initialised one).
+        """
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
+        for step in reversed(self.steps()):
+            try:
+                restored = self._manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+                )
+                return step, restored["state"], dict(restored["meta"])
+            except Exception as e:  # a damaged checkpoint: any read error, from any layer
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                warnings.warn(f"checkpoint step {step} in {self.directory} is unreadable ({reason}); trying an older one")
+        return None
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prompts-file", help="one prompt per line, or .jsonl records with a \"prompt\" field")
     sample.add_argument("--checkpoint", help="model parameters saved by starjax (default: random init, for smoke tests)")
     sample.add_argument("--output", help="write JSONL results here instead of standard output")
+    sft = sub.add_parser("sft", help="fine-tune on (prompt, completion) records; rerun to resume")
+    _config_args(sft)
     return parser
 
 
@@ -83,7 +85,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return run_sample(_resolve(args, stream=sys.stderr), args)
 
 
-COMMANDS = {"info": cmd_info, "sample": cmd_sample}
+def cmd_sft(args: argparse.Namespace) -> int:
+    from starjax.training.sft import run_sft
+
+    return run_sft(_resolve(args, stream=sys.stderr))
+
+
+COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,6 +131,25 @@ class TrainConfig:
     b1: float = 0.9
     b2: float = 0.95
     grad_clip: float = 1.0
+    # Parameters to start from (a directory written by save_params); null = random init.
+    init_from: Optional[str] = None
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    # Held-out loss every this many steps (0 = only at the end).
+    eval_every: int = 0
+
+
+@dataclass
+class DataConfig:
+    # Training records: a JSONL file, or "tfds:NAME" / "tfds:NAME/SPLIT" (split defaults to train).
+    train: Optional[str] = None
+    # Held-out records in the same forms; null holds out `eval_fraction` of the training records.
+    eval: Optional[str] = None
+    eval_fraction: float = 0.05
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+    # Where locally prepared TFDS datasets live (null: TFDS's default).
+    tfds_data_dir: Optional[str] = None
 
 
 @dataclass
@@ -143,6 +162,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -250,6 +270,8 @@ def validate_train(t: TrainConfig) -> None:
         raise ConfigError(f"train.micro_batches={t.micro_batches} must divide train.batch_size={t.batch_size}")
     if t.schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.schedule={t.schedule!r} must be 'constant' or 'cosine'")
+    if t.checkpoint_every < 1 or t.keep_checkpoints < 1 or t.eval_every < 0:
+        raise ConfigError("train.checkpoint_every and train.keep_checkpoints must be >= 1, train.eval_every >= 0")
     if t.learning_rate <= 0 or t.warmup_steps < 0 or t.grad_clip <= 0 or t.weight_decay < 0:
         raise ConfigError("train.learning_rate and train.grad_clip must be > 0; warmup_steps and weight_decay >= 0")
 

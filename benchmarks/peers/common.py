@@ -1,6 +1,7 @@
-"""Shared presets, CLI, prompts and timing for the peer decode benchmarks.
+"""Shared presets, CLI, inputs and timing for the peer benchmarks.
 
-Imported by tunix_sampler.py and hf_generate.py, which run inside their own
+Imported by tunix_sampler.py, hf_generate.py and hf_train.py, which run inside
+their own
 virtual environments (benchmarks/.envs/<name>), so this module may depend on
 numpy and the standard library only.
 """
@@ -27,6 +28,11 @@ PRESETS = {
 FIRST_PROMPT_ID = 4  # ids 0..3 are left free for pad/bos/eos-like roles
 PROMPT_SEED = 1234  # same prompts for every engine at a given preset/batch
 PARAM_SEED = 0
+# Training benchmark: model shapes as in PRESETS, plus these batch shapes.
+TRAIN_SHAPES = {"tiny": dict(batch=32, seq_len=128),
+                "small": dict(batch=8, seq_len=256)}
+TRAIN_DATA_SEED = 4321
+IGNORE_LABEL = -100  # PyTorch/HF cross-entropy ignore_index
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -36,9 +42,14 @@ class _OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def make_parser(description: str) -> argparse.ArgumentParser:
     p = _OneLineErrors(description=description)
     p.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    return p
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    p = make_parser(description)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
@@ -56,39 +67,73 @@ def make_prompts(cfg: dict, batch: int):
                         size=(batch, cfg["prompt_len"]), dtype=np.int64)
 
 
+def make_train_batch(preset: str, step: int):
+    """(input_ids, labels) for training step `step`: random ids in [0, vocab).
+
+    The first half of every row is a prompt without loss (labels ignored), as
+    in completion-only SFT. Seeded per step: every engine sees the same data.
+    """
+    import numpy as np
+
+    shape = TRAIN_SHAPES[preset]
+    rng = np.random.default_rng((TRAIN_DATA_SEED, step))
+    ids = rng.integers(0, PRESETS[preset]["vocab"],
+                       size=(shape["batch"], shape["seq_len"]), dtype=np.int64)
+    labels = ids.copy()
+    labels[:, :shape["seq_len"] // 2] = IGNORE_LABEL
+    return ids, labels
+
+
+def time_calls(fn: Callable[[int], None], warmup: int, repeats: int):
+    """`warmup` calls timed together (compile / warm-up), then `repeats` timed
+    one by one. `fn(i)` gets the call's index, 0 .. warmup+repeats-1, and must
+    only return once its result is materialised."""
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        fn(i)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(warmup, warmup + repeats):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return compile_s, times
+
+
 def time_generate(generate: Callable[[int], None], repeats: int):
     """First call (compile / warm-up) timed alone, then `repeats` timed calls.
 
     `generate(seed)` must run the full prefill+decode and only return once the
-    result is materialised; each call gets its own sampling seed.
+    result is materialised; each call gets its own sampling seed (0 for the
+    warm-up, then 1..repeats).
     """
-    t0 = time.perf_counter()
-    generate(0)
-    compile_s = time.perf_counter() - t0
-    times = []
-    for seed in range(1, repeats + 1):
-        t0 = time.perf_counter()
-        generate(seed)
-        times.append(time.perf_counter() - t0)
-    return compile_s, times
+    return time_calls(generate, 1, repeats)
 
 
 def versions(*dists: str) -> str:
     return ", ".join(f"{d} {metadata.version(d)}" for d in dists)
 
 
+def emit(result: dict) -> None:
+    """The last stdout line is the JSON result the driver parses."""
+    print(json.dumps(result), flush=True)
+
+
+def rounded_times(compile_s: float, times: list, tokens: int) -> dict:
+    return {"compile_s": round(compile_s, 4),
+            "times_s": [round(t, 4) for t in times],
+            "tokens_per_s": round(tokens / statistics.median(times), 2)}
+
+
 def report(engine: str, args, cfg: dict, compile_s: float, times: list,
            version: str, note: str) -> None:
-    """The last stdout line is the JSON result the driver parses."""
     tokens = args.batch * cfg["new_tokens"]
-    print(json.dumps({
+    emit({
         "engine": engine, "preset": args.preset, "batch": args.batch,
         "new_tokens": cfg["new_tokens"], "prompt_len": cfg["prompt_len"],
-        "compile_s": round(compile_s, 4),
-        "times_s": [round(t, 4) for t in times],
-        "tokens_per_s": round(tokens / statistics.median(times), 2),
+        **rounded_times(compile_s, times, tokens),
         "version": version, "note": note,
-    }), flush=True)
+    })
 
 
 def run_main(main: Callable[[], None]) -> None:

@@ -16,7 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, ever
 import common  # noqa: E402  (sits beside this script)
 
 
-def build_model(cfg: dict):
+def build_model(cfg: dict, max_positions: int | None = None,
+                use_cache: bool = True):
+    """Random-init (seed 0) float32 Llama of the preset's shape, tied, sdpa.
+
+    Shared with hf_train.py, which needs longer sequences and no KV cache.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -28,12 +33,14 @@ def build_model(cfg: dict):
         rms_norm_eps=cfg["norm_eps"],
         rope_parameters={"rope_type": "default",
                          "rope_theta": cfg["rope_theta"]},
-        max_position_embeddings=cfg["prompt_len"] + cfg["new_tokens"],
+        max_position_embeddings=max_positions
+        or cfg["prompt_len"] + cfg["new_tokens"],
         tie_word_embeddings=True,
         # No special ids: the generation config would otherwise inherit
         # eos=2 and stop rows early.
         bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        use_cache=True,
+        use_cache=use_cache,
+        attn_implementation="sdpa",  # explicit: also transformers' CPU default
     )
     torch.manual_seed(common.PARAM_SEED)
     model = LlamaForCausalLM(config).to(torch.float32).eval()
