@@ -63,9 +63,10 @@ def state_shardings(state: TrainState, rules: AxisRules) -> TrainState:
 def loss_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """(sum of weighted token losses, (sum of weights, weighted correct predictions))."""
     logits, _ = nnx.merge(graphdef, params)(batch.tokens, batch.positions, batch.segment_ids)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, batch.targets[..., None], axis=-1)[..., 0]
-    correct = (jnp.argmax(logits, axis=-1) == batch.targets).astype(jnp.float32)
+    # logsumexp - target logit: no [B, L, V] log-probability array is materialised.
+    target_logit = jnp.take_along_axis(logits, batch.targets[..., None], axis=-1)[..., 0]
+    nll = jax.nn.logsumexp(logits, axis=-1) - target_logit
+    correct = (target_logit >= jnp.max(jax.lax.stop_gradient(logits), axis=-1)).astype(jnp.float32)
     w = batch.weights
     return (nll * w).sum(), (w.sum(), (correct * w).sum())
 
