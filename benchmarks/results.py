@@ -16,3 +16,14 @@ def write_section(name: str, title: str, body: str) -> None:
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
     RESULTS.write_text(text)
+
+
+def publish(name: str, title: str, body: str, rows: list[dict], json_keys: tuple[str, ...], args) -> None:
+    """Prints the table, writes it to RESULTS.md unless --no-write, and the JSON rows with --json."""
+    import json
+
+    print(body.rsplit("\n\n", 1)[-1])
+    if not args.no_write:
+        write_section(name, title, body)
+    if args.json:
+        print(json.dumps([{k: r.get(k) for k in json_keys} for r in rows]))

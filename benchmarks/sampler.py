@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from machine import describe_machine, matmul_peak_gflops  # noqa: E402
-from results import write_section  # noqa: E402
+from results import publish  # noqa: E402
 
 SHAPES = {  # preset: (vocab, prompt length, new tokens)
     "tiny": (64, 32, 64),
@@ -175,13 +175,9 @@ def main() -> int:
                     rows.append(row)
                     print(f"  -> {row['engine']}: {row.get('tokens_per_s', row.get('error'))}", file=sys.stderr, flush=True)
 
-    text = format_table(rows, params, peak)
-    print(text)
-    if not args.no_write:
-        write_section("sampler", f"Decode throughput (`{' '.join(['python benchmarks/sampler.py'] + sys.argv[1:])}`)",
-                      describe_machine(peak) + "\n\n" + text)
-    if args.json:
-        print(json.dumps([{k: r.get(k) for k in ("engine", "preset", "batch", "tokens_per_s")} for r in rows]))
+    body = describe_machine(peak) + "\n\n" + format_table(rows, params, peak)
+    title = f"Decode throughput (`{' '.join(['python benchmarks/sampler.py'] + sys.argv[1:])}`)"
+    publish("sampler", title, body, rows, ("engine", "preset", "batch", "tokens_per_s"), args)
     return 0
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE / "peers"))
 
 from common import PRESETS, TRAIN_SHAPES, make_train_batch  # noqa: E402
 from machine import describe_machine, matmul_peak_gflops  # noqa: E402
-from results import write_section  # noqa: E402
+from results import publish  # noqa: E402
 
 
 def run_starjax(preset: str, steps: int, warmup: int) -> dict:
@@ -129,13 +129,9 @@ def main() -> int:
         ratio = f"{ours['tokens_per_s'] / row['tokens_per_s']:.2f}x" if ours and row["engine"] != "starjax" else ""
         table.append(f"| {row['preset']} | {row['engine']} | {row['tokens_per_s']:,.0f} | {row['compile_s']:.1f} | "
                      f"{100 * row['mfu']:.0f}% | {ratio} |")
-    text = "\n".join(table)
-    print(text)
-    if not args.no_write:
-        write_section("train", f"Training throughput (`{' '.join(['python benchmarks/train.py'] + sys.argv[1:])}`)",
-                      describe_machine(peak) + "\n\n" + text)
-    if args.json:
-        print(json.dumps([{k: r.get(k) for k in ("engine", "preset", "tokens_per_s", "mfu")} for r in rows]))
+    title = f"Training throughput (`{' '.join(['python benchmarks/train.py'] + sys.argv[1:])}`)"
+    body = describe_machine(peak) + "\n\n" + "\n".join(table)
+    publish("train", title, body, rows, ("engine", "preset", "tokens_per_s", "mfu"), args)
     return 0
 
 

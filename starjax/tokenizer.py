@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from starjax.config import Config, ConfigError
+
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
@@ -116,3 +118,18 @@ def train_tokenizer(
     tmp.write_bytes(buf.getvalue())
     tmp.replace(path)  # atomic: concurrent or killed runs never see half a file
     return Tokenizer.load(path)
+
+
+def load_run_tokenizer(cfg: Config, command: str) -> Tokenizer:
+    """The tokenizer a command runs with (`tokenizer.path`); fills in model.vocab_size if unset."""
+    if cfg.tokenizer.path is None:
+        raise ConfigError(f"starjax {command} needs a tokenizer: set tokenizer.path=FILE.model")
+    try:
+        tokenizer = Tokenizer.load(cfg.tokenizer.path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"tokenizer.path: {e}") from None
+    if cfg.model.vocab_size is None:
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
+    return tokenizer

@@ -37,24 +37,15 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 def run_sample(cfg: Config, args: argparse.Namespace) -> int:
     prompts = read_prompts(args)
-    if cfg.tokenizer.path is None:
-        raise ConfigError("starjax sample needs a tokenizer: set tokenizer.path=FILE.model")
     from starjax.checkpoint import restore_params
     from starjax.model.transformer import create_model
     from starjax.runtime import build_mesh, setup_runtime
     from starjax.sampling.engine import Sampler
     from starjax.sharding import AxisRules
-    from starjax.tokenizer import Tokenizer
+    from starjax.tokenizer import load_run_tokenizer
 
-    try:
-        tokenizer = Tokenizer.load(cfg.tokenizer.path)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"tokenizer.path: {e}") from None
+    tokenizer = load_run_tokenizer(cfg, "sample")
     model_cfg = cfg.model
-    if model_cfg.vocab_size is None:
-        model_cfg.vocab_size = tokenizer.vocab_size
-    elif model_cfg.vocab_size < tokenizer.vocab_size:
-        raise ConfigError(f"model.vocab_size={model_cfg.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
     setup_runtime(cfg.runtime)
     rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
     if args.checkpoint:

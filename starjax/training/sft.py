@@ -40,7 +40,7 @@ def run_sft(cfg: Config) -> int:
     from starjax.model.transformer import create_model
     from starjax.runtime import build_mesh, setup_runtime
     from starjax.sharding import AxisRules
-    from starjax.tokenizer import Tokenizer
+    from starjax.tokenizer import load_run_tokenizer
     from starjax.training.data import PackedData, device_batch, pack, tokenize_records
     from starjax.training.records import load_records
     from starjax.training.step import Batch, compile_train_step, init_state, loss_sums
@@ -49,14 +49,7 @@ def run_sft(cfg: Config) -> int:
     t, d = cfg.train, cfg.data
     if d.train is None:
         raise ConfigError("starjax sft needs data: set data.train=FILE.jsonl or data.train=tfds:NAME")
-    if cfg.tokenizer.path is None:
-        raise ConfigError("starjax sft needs a tokenizer: set tokenizer.path=FILE.model")
-    try:
-        tokenizer = Tokenizer.load(cfg.tokenizer.path)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"tokenizer.path: {e}") from None
-    if cfg.model.vocab_size is None:
-        cfg.model.vocab_size = tokenizer.vocab_size
+    tokenizer = load_run_tokenizer(cfg, "sft")
     run_dir = Path(cfg.run_dir)
     lead = jax.process_index() == 0
     log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
