@@ -32,7 +32,6 @@ from results import publish  # noqa: E402
 
 
 def run_starjax(preset: str, steps: int, warmup: int) -> dict:
-    import jax
     from flax import nnx
 
     from starjax.config import load_config

@@ -178,7 +178,7 @@ def test_tfds_dataset_as_training_data(files, tmp_path, capsys):
 
     ToySum(data_dir=str(tmp_path / "tfds"), file_format="array_record").download_and_prepare()
     run = tmp_path / "run"
-    extra = [f"data.train=tfds:toy_sum/train", f"data.tfds_data_dir={tmp_path / 'tfds'}", "train.steps=3"]
+    extra = ["data.train=tfds:toy_sum/train", f"data.tfds_data_dir={tmp_path / 'tfds'}", "train.steps=3"]
     assert main(["sft", *args(files, run, *extra)]) == 0
     assert "skipped: 0 missing field" in capsys.readouterr().err
     assert len(metrics(run)) == 3

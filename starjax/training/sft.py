@@ -43,7 +43,7 @@ def run_sft(cfg: Config) -> int:
     from starjax.tokenizer import load_run_tokenizer
     from starjax.training.data import PackedData, device_batch, pack, tokenize_records
     from starjax.training.records import load_records
-    from starjax.training.step import Batch, compile_train_step, init_state, loss_sums
+    from starjax.training.step import compile_train_step, init_state
 
     setup_runtime(cfg.runtime)  # before anything touches a device
     t, d = cfg.train, cfg.data
