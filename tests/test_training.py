@@ -141,3 +141,12 @@ def test_schedule_and_weight_decay_mask():
     mask = {".".join(map(str, p)): v.get_value() for p, v in nnx.to_flat_state(decay_mask(params))}
     assert mask["embed"] and mask["blocks.0.attn.q"] and mask["blocks.0.mlp.down"]
     assert not mask["blocks.0.attn.q_bias"] and not mask["blocks.0.attn_norm.scale"] and not mask["final_norm.scale"]
+
+
+def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
+    state, metrics = run_steps((1, 1, 1), ["model.compute_dtype=bfloat16"])
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.opt_state) if x.ndim > 0)
+    assert np.isfinite(float(metrics["loss"]))
+    ref, ref_metrics = run_steps((1, 1, 1))
+    assert abs(float(metrics["loss"]) - float(ref_metrics["loss"])) < 0.05  # same model, lower precision
