@@ -47,15 +47,14 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int) -> dict:
     from starjax.config import load_config
     from starjax.model.kv_cache import KVCache
     from starjax.model.transformer import count_params, create_model
-    from starjax.runtime import build_mesh
+    from starjax.runtime import start
     from starjax.sampling.loop import compile_generate
     from starjax.sampling.strategies import SamplingSettings
-    from starjax.sharding import AxisRules
 
     vocab, prompt_len, new = SHAPES[preset]
     cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
                              "sampler.temperature=1.0", f"mesh.data={devices}"])
-    rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
+    rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     graphdef, params = nnx.split(model)
     fn = compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=new, num_samples=1,

@@ -36,8 +36,7 @@ def run_starjax(preset: str, steps: int, warmup: int) -> dict:
 
     from starjax.config import load_config
     from starjax.model.transformer import count_params, create_model
-    from starjax.runtime import build_mesh
-    from starjax.sharding import AxisRules
+    from starjax.runtime import start
     from starjax.training.data import device_batch
     from starjax.training.step import compile_train_step, init_state
 
@@ -46,7 +45,7 @@ def run_starjax(preset: str, steps: int, warmup: int) -> dict:
     cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={PRESETS[preset]['vocab']}",
                              f"train.batch_size={b}", f"train.seq_len={length}", "train.learning_rate=3e-4",
                              "train.warmup_steps=0", "mesh.data=1"])
-    rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
+    rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     graphdef, _ = nnx.split(model)
     state = init_state(model, cfg.train, seed=0)

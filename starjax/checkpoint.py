@@ -14,8 +14,8 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from starjax.config import ModelConfig
-from starjax.model.transformer import Transformer, abstract_model
+from starjax.config import ConfigError, ModelConfig
+from starjax.model.transformer import Transformer, abstract_model, create_model
 from starjax.sharding import AxisRules
 
 
@@ -46,6 +46,16 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
         raise ValueError(f"checkpoint {str(path)!r} does not match the configured model: {first}") from None
     nnx.replace_by_pure_dict(state, restored)
     return nnx.merge(graphdef, state)
+
+
+def load_model(directory: str | Path | None, cfg: ModelConfig, rules: AxisRules, seed: int) -> Transformer:
+    """Parameters from DIRECTORY (a save_params checkpoint), or a random init when it is None."""
+    if directory is None:
+        return create_model(cfg, rules, seed)
+    try:
+        return restore_params(directory, cfg, rules)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
 
 class TrainCheckpoints:

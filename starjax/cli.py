@@ -52,14 +52,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     cfg = _resolve(args)
     # JAX is imported only now: device settings must be applied before it starts.
     from starjax.model.summary import describe_model, time_forward
-    from starjax.runtime import build_mesh, describe_runtime, setup_runtime
-    from starjax.sharding import AxisRules
+    from starjax.runtime import describe_runtime, start
 
-    setup_runtime(cfg.runtime)
-    mesh = build_mesh(cfg.mesh)
-    for key, value in describe_runtime(mesh):
+    rules = start(cfg)
+    for key, value in describe_runtime(rules.mesh):
         print(f"{key:>8}: {value}")
-    rules = AxisRules.from_config(mesh, cfg.mesh.rules)
     if cfg.model.vocab_size is None:
         print("   model: vocab_size comes from the tokenizer; set model.vocab_size to see the parameters")
         if args.forward:

@@ -12,7 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from starjax.config import MESH_AXES, ConfigError, MeshConfig, RuntimeConfig
+from starjax.config import MESH_AXES, Config, ConfigError, MeshConfig, RuntimeConfig
+from starjax.sharding import AxisRules
 
 
 def setup_runtime(cfg: RuntimeConfig) -> None:
@@ -72,3 +73,9 @@ def describe_runtime(mesh: Mesh) -> list[tuple[str, str]]:
         ("process", f"{jax.process_index()} of {jax.process_count()}"),
         ("mesh", shape),
     ]
+
+
+def start(cfg: Config) -> AxisRules:
+    """What every command does first: JAX settings, then the mesh and its sharding rules."""
+    setup_runtime(cfg.runtime)
+    return AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)

@@ -189,6 +189,7 @@ def test_tfds_dataset_as_training_data(files, tmp_path, capsys):
     (["data.train=/nope.jsonl"], "data file '/nope.jsonl' not found"),
     (["data.train=tfds:no_such_dataset"], "TFDS dataset 'no_such_dataset' not found"),
     (["train.batch_size=4096"], "fewer than train.batch_size=4096"),
+    (["train.init_from=/nope"], "checkpoint '/nope' not found"),
 ])
 def test_sft_usage_errors(files, tmp_path, capsys, extra, message):
     assert main(["sft", *args(files, tmp_path / "run", *extra)]) == 2

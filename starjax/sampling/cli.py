@@ -37,25 +37,16 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 def run_sample(cfg: Config, args: argparse.Namespace) -> int:
     prompts = read_prompts(args)
-    from starjax.checkpoint import restore_params
-    from starjax.model.transformer import create_model
-    from starjax.runtime import build_mesh, setup_runtime
+    from starjax.checkpoint import load_model
+    from starjax.runtime import start
     from starjax.sampling.engine import Sampler
-    from starjax.sharding import AxisRules
     from starjax.tokenizer import load_run_tokenizer
 
     tokenizer = load_run_tokenizer(cfg, "sample")
-    model_cfg = cfg.model
-    setup_runtime(cfg.runtime)
-    rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
-    if args.checkpoint:
-        try:
-            model = restore_params(args.checkpoint, model_cfg, rules)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(str(e)) from None
-    else:
+    rules = start(cfg)
+    if not args.checkpoint:
         print("starjax: no --checkpoint: sampling from a randomly initialised model", file=sys.stderr)
-        model = create_model(model_cfg, rules, cfg.seed)
+    model = load_model(args.checkpoint, cfg.model, rules, cfg.seed)
     sampler = Sampler(model, tokenizer, cfg.sampler)
 
     start = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 import zlib
@@ -19,7 +20,13 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from starjax.checkpoint import TrainCheckpoints, load_model, save_params
 from starjax.config import Config, ConfigError, save_config, to_yaml
+from starjax import runtime
+from starjax.tokenizer import load_run_tokenizer
+from starjax.training.data import PackedData, device_batch, pack, tokenize_records
+from starjax.training.records import load_records
+from starjax.training.step import compile_train_step, init_state, loss_sums
 
 
 class NonFiniteLoss(RuntimeError):
@@ -36,16 +43,7 @@ def split_records(records: list[dict], fraction: float) -> tuple[list[dict], lis
 
 
 def run_sft(cfg: Config) -> int:
-    from starjax.checkpoint import TrainCheckpoints, restore_params, save_params
-    from starjax.model.transformer import create_model
-    from starjax.runtime import build_mesh, setup_runtime
-    from starjax.sharding import AxisRules
-    from starjax.tokenizer import load_run_tokenizer
-    from starjax.training.data import PackedData, device_batch, pack, tokenize_records
-    from starjax.training.records import load_records
-    from starjax.training.step import compile_train_step, init_state
-
-    setup_runtime(cfg.runtime)  # before anything touches a device
+    rules = runtime.start(cfg)  # before anything else touches a device
     t, d = cfg.train, cfg.data
     if d.train is None:
         raise ConfigError("starjax sft needs data: set data.train=FILE.jsonl or data.train=tfds:NAME")
@@ -70,10 +68,9 @@ def run_sft(cfg: Config) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
-    rules = AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
     if t.batch_size % (rules.mesh.shape["data"] * rules.mesh.shape["fsdp"] * t.micro_batches):
         raise ConfigError("train.batch_size must be a multiple of train.micro_batches x mesh data x fsdp")
-    model = restore_params(t.init_from, cfg.model, rules) if t.init_from else create_model(cfg.model, rules, cfg.seed)
+    model = load_model(t.init_from, cfg.model, rules, cfg.seed)
     graphdef, _ = nnx.split(model)
     state = init_state(model, t, cfg.seed)
     ckpts = TrainCheckpoints(run_dir / "checkpoints", keep=t.keep_checkpoints)
@@ -121,8 +118,6 @@ def run_sft(cfg: Config) -> int:
         if start < t.steps:
             final = run_dir / "params"
             if final.exists():
-                import shutil
-
                 shutil.rmtree(final)
             save_params(final, nnx.merge(graphdef, state.params))
     except NonFiniteLoss as e:
@@ -147,9 +142,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _evaluator(graphdef, rules, rows: dict, batch_size: int):
     """Held-out loss over every packed row, in batches padded with weight-0 rows."""
-    from starjax.training.data import device_batch
-    from starjax.training.step import loss_sums
-
     n = len(rows["tokens"])
     padded = -(-n // batch_size) * batch_size
     rows = {k: np.concatenate([v, np.zeros((padded - n, *v.shape[1:]), v.dtype)]) for k, v in rows.items()}
