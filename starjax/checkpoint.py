@@ -6,6 +6,7 @@ straight into the sharded layout of the *current* mesh, whatever mesh wrote them
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,23 @@ from starjax.model.transformer import Transformer, abstract_model, create_model
 from starjax.sharding import AxisRules
 
 
-def save_params(directory: str | Path, model: Transformer) -> Path:
-    """Writes the model's parameters to DIRECTORY (which must not exist yet); returns its path."""
+def save_params(directory: str | Path, model: Transformer, overwrite: bool = False) -> Path:
+    """Writes the model's parameters to DIRECTORY; returns its path.
+
+    With `overwrite`, an existing DIRECTORY is replaced only once the new one is complete, so a
+    kill at any moment leaves either the old or the new parameters.
+    """
     path = Path(directory).absolute()
+    target = path.with_name(path.name + ".partial") if overwrite else path
+    if overwrite and target.exists():
+        shutil.rmtree(target)
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(path, nnx.to_pure_dict(nnx.state(model)))
+        ckptr.save(target, nnx.to_pure_dict(nnx.state(model)))
         ckptr.wait_until_finished()
+    if overwrite:
+        if path.exists():
+            shutil.rmtree(path)
+        target.rename(path)
     return path
 
 

@@ -153,6 +153,97 @@ class DataConfig:
 
 
 @dataclass
+class AdditionConfig:
+    min_digits: int = 1
+    max_digits: int = 5
+    train_size: int = 1000
+    test_size: int = 200
+    # Base-model seed data: scratchpads of up to seed_max_digits digits, a few one digit longer.
+    seed_size: int = 4000
+    seed_max_digits: int = 2
+    seed_long_fraction: float = 0.02
+    seed_hint_fraction: float = 0.3
+
+
+@dataclass
+class ZipChainConfig:
+    # Two numbers of `bits` binary digits; one digit pair moves per step, so T = bits steps.
+    bits: int = 3
+    # Base-model seed data: trajectories sampled from the noisy kernel (correct step w.p.
+    # (1 + (M-1) d_t) / M), `seed_per_question` per question; one delta, or one per step.
+    seed_delta: List[float] = field(default_factory=lambda: [0.2])
+    seed_per_question: int = 64
+    # Train = test = all 4^bits pairs (as in RL-STaR) unless test_fraction > 0.
+    test_fraction: float = 0.0
+
+
+@dataclass
+class FileTaskConfig:
+    # jsonl: files of {question, answer[, rationale][, difficulty]}; tfds: a dataset name.
+    train: Optional[str] = None
+    # null: hold out `test_fraction` of the training rows.
+    test: Optional[str] = None
+    test_fraction: float = 0.1
+    # tfds only: splits and the dataset's own field names for question/answer/rationale/difficulty.
+    train_split: str = "train"
+    test_split: str = "test"
+    fields: Dict[str, str] = field(
+        default_factory=lambda: {"question": "question", "answer": "answer", "rationale": "rationale", "difficulty": "difficulty"}
+    )
+    # exact, numeric, choice, or package.module:function(predicted, gold) -> bool.
+    verifier: str = "exact"
+    # Training problems with a rationale shown before each question.
+    few_shot: int = 0
+
+
+@dataclass
+class TaskConfig:
+    # addition, zip_chain, jsonl or tfds.
+    name: str = "addition"
+    # Where built-in synthetic datasets are prepared (TFDS, array_record) and cached.
+    data_dir: str = "~/.cache/starjax/tfds"
+    addition: AdditionConfig = field(default_factory=AdditionConfig)
+    zip_chain: ZipChainConfig = field(default_factory=ZipChainConfig)
+    jsonl: FileTaskConfig = field(default_factory=FileTaskConfig)
+    tfds: FileTaskConfig = field(default_factory=FileTaskConfig)
+
+
+@dataclass
+class PretrainConfig:
+    # Steps of base-model pre-training on the task's seed data (0 = none: use star.base or random init).
+    steps: int = 0
+    learning_rate: float = 1e-3
+
+
+@dataclass
+class StarConfig:
+    iterations: int = 5
+    # Parameters of the base model (save_params directory); null = pre-train (pretrain.steps) or random init.
+    base: Optional[str] = None
+    # Prompt failures again with the answer as a hint; keep hinted rationales that reach it.
+    rationalize: bool = True
+    # Samples per question while generating (1 with temperature 0 = greedy, as in STaR).
+    num_samples: int = 1
+    temperature: float = 0.0
+    # Cap on kept rationales per question, and drop duplicate rationales (ReST-EM / RFT).
+    max_kept_per_question: int = 1
+    dedupe: bool = True
+    # Keep every earlier iteration's rationales too (V-STaR).
+    accumulate: bool = False
+    # Fine-tune from the base model every iteration (STaR); false continues from the last one.
+    restart_from_base: bool = True
+    # Fine-tune steps: first_steps in iteration 1, growing by step_growth per iteration.
+    first_steps: int = 40
+    step_growth: float = 0.2
+    # Test-set evaluation: greedy accuracy always; with eval_samples > 1 also pass@k and
+    # majority vote over eval_samples samples at eval_temperature.
+    eval_samples: int = 1
+    eval_temperature: float = 0.7
+    # Iteration-0 base evaluation and per-iteration test evaluation on at most this many test problems (0 = all).
+    test_limit: int = 0
+
+
+@dataclass
 class Config:
     seed: int = 0
     run_dir: str = "runs/default"
@@ -163,6 +254,9 @@ class Config:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    star: StarConfig = field(default_factory=StarConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -234,6 +328,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
     validate_sampler(cfg.sampler)
     validate_train(cfg.train)
+    validate_star(cfg)
     if cfg.runtime.num_cpu_devices < 0:
         raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
     if cfg.runtime.platform not in (None, "cpu", "gpu", "cuda", "rocm", "tpu"):
@@ -274,6 +369,34 @@ def validate_train(t: TrainConfig) -> None:
         raise ConfigError("train.checkpoint_every and train.keep_checkpoints must be >= 1, train.eval_every >= 0")
     if t.learning_rate <= 0 or t.warmup_steps < 0 or t.grad_clip <= 0 or t.weight_decay < 0:
         raise ConfigError("train.learning_rate and train.grad_clip must be > 0; warmup_steps and weight_decay >= 0")
+
+
+TASKS = ("addition", "zip_chain", "jsonl", "tfds")
+
+
+def validate_star(cfg: Config) -> None:
+    s, task = cfg.star, cfg.task
+    if task.name not in TASKS:
+        close = difflib.get_close_matches(task.name, TASKS, n=1)
+        raise ConfigError(f"task.name={task.name!r} is unknown; choose one of {list(TASKS)}"
+                          + (f" (did you mean {close[0]!r}?)" if close else ""))
+    for key in ("iterations", "num_samples", "max_kept_per_question", "first_steps", "eval_samples"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"star.{key}={getattr(s, key)} must be >= 1")
+    if s.temperature < 0 or s.eval_temperature < 0 or s.step_growth < 0 or s.test_limit < 0:
+        raise ConfigError("star.temperature, star.eval_temperature, star.step_growth and star.test_limit must be >= 0")
+    if s.num_samples > 1 and s.temperature == 0:
+        raise ConfigError(f"star.num_samples={s.num_samples} with star.temperature=0 gives identical samples; set a temperature")
+    if cfg.pretrain.steps < 0 or cfg.pretrain.learning_rate <= 0:
+        raise ConfigError("pretrain.steps must be >= 0 and pretrain.learning_rate > 0")
+    a = task.addition
+    if not 1 <= a.min_digits <= a.max_digits or a.train_size < 1 or a.test_size < 1 or a.seed_max_digits < 1:
+        raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")
+    z = task.zip_chain
+    if not 1 <= z.bits <= 8 or not z.seed_delta or any(not 0 <= d <= 1 for d in z.seed_delta):
+        raise ConfigError("task.zip_chain needs 1 <= bits <= 8 and seed_delta values in [0, 1]")
+    if len(z.seed_delta) not in (1, z.bits):
+        raise ConfigError(f"task.zip_chain.seed_delta has {len(z.seed_delta)} values; give one, or one per step ({z.bits})")
 
 
 def _load_yaml(path: str | Path) -> Any:

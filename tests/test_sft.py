@@ -153,7 +153,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(files, tmp_pat
     assert main(["sft", *args(files, run, "train.learning_rate=1e30", "train.grad_clip=1e30", "train.warmup_steps=0",
                                 "train.checkpoint_every=1")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("starjax: error: loss is ") and "last good checkpoint" in err
+    assert err.startswith("starjax: error: sft loss is ") and "last good checkpoint" in err
     bad_step = int(err.split("at step ")[1].split(";")[0])
     steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     assert steps and max(steps) == bad_step - 1

@@ -8,29 +8,23 @@ Restarting the same command continues from the newest readable checkpoint.
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import sys
-import time
 import zlib
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
 
-from starjax.checkpoint import TrainCheckpoints, load_model, save_params
-from starjax.config import Config, ConfigError, save_config, to_yaml
 from starjax import runtime
+from starjax.checkpoint import load_model, save_params
+from starjax.config import Config, ConfigError, save_config, to_yaml
 from starjax.tokenizer import load_run_tokenizer
-from starjax.training.data import PackedData, device_batch, pack, tokenize_records
+from starjax.training.data import device_batch, pack, tokenize_records
+from starjax.training.fit import NonFiniteLoss, fit
 from starjax.training.records import load_records
-from starjax.training.step import compile_train_step, init_state, loss_sums
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+from starjax.training.step import loss_sums
+from starjax.training.tensorboard import TensorBoard
 
 
 def split_records(records: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
@@ -63,71 +57,41 @@ def run_sft(cfg: Config) -> int:
     skipped["unparsable line"] = unparsable
     log(f"{len(train_ex)} training examples, {len(eval_ex)} held out; skipped: "
         + ", ".join(f"{v} {k}" for k, v in skipped.items()))
-    try:
-        data = PackedData(train_ex, t.seq_len, t.batch_size, cfg.seed)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
 
-    if t.batch_size % (rules.mesh.shape["data"] * rules.mesh.shape["fsdp"] * t.micro_batches):
-        raise ConfigError("train.batch_size must be a multiple of train.micro_batches x mesh data x fsdp")
     model = load_model(t.init_from, cfg.model, rules, cfg.seed)
     graphdef, _ = nnx.split(model)
-    state = init_state(model, t, cfg.seed)
-    ckpts = TrainCheckpoints(run_dir / "checkpoints", keep=t.keep_checkpoints)
-    resumed = ckpts.restore_latest(state)
-    start = 0
-    if resumed is not None:
-        start, state, _ = resumed
-        log(f"resuming from the checkpoint at step {start}")
     if lead:
         save_config(cfg, run_dir)
-        _truncate_metrics(run_dir / "metrics.jsonl", start)
-    step_fn = compile_train_step(graphdef, t, rules, state)
     eval_loss = _evaluator(graphdef, rules, pack(eval_ex, t.seq_len), t.batch_size) if eval_ex else None
+    writer = TensorBoard(run_dir / "tb") if lead else None
+    metrics_path = run_dir / "metrics.jsonl"
+    opened: list = []
 
-    writer = _TensorBoard(run_dir / "tb") if lead else None
-    metrics_file = open(run_dir / "metrics.jsonl", "a") if lead else None
-    bar = tqdm(total=t.steps, initial=start, desc="sft", unit="step", disable=not lead)
-    last_save = start
-    try:
-        for step in range(start, t.steps):
-            began = time.perf_counter()
-            state, metrics = step_fn(state, device_batch(data.host_batch(step), rules))
-            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not math.isfinite(m["loss"]):
-                ckpts.wait()
-                raise NonFiniteLoss(
-                    f"loss is {m['loss']} at step {step + 1}; stopping. The last good checkpoint (step {last_save}) "
-                    "is kept: lower train.learning_rate or check the data, then rerun to resume"
-                )
-            m["step"] = step + 1
-            m["tokens_per_s"] = t.batch_size * t.seq_len / (time.perf_counter() - began)  # processed, padding included
-            done = step + 1
-            if eval_loss is not None and ((t.eval_every and done % t.eval_every == 0) or done == t.steps):
-                m["eval_loss"] = eval_loss(state.params)
+    def on_step(done: int, m: dict, state) -> None:
+        if not opened:  # first step of this process: drop metrics logged after the checkpoint
+            if done > 1:
+                log(f"resuming from the checkpoint at step {done - 1}")
             if lead:
-                metrics_file.write(json.dumps(m) + "\n")
-                metrics_file.flush()
-                writer.scalars(m, done)
-            bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:,.0f}")
-            bar.update(1)
-            if done % t.checkpoint_every == 0 or done == t.steps:
-                ckpts.save(done, state, {"step": done, "epoch_position": list(data.position(done)), "config": to_yaml(cfg)})
-                last_save = done
-        ckpts.wait()
-        if start < t.steps:
-            final = run_dir / "params"
-            if final.exists():
-                shutil.rmtree(final)
-            save_params(final, nnx.merge(graphdef, state.params))
+                _truncate_metrics(metrics_path, done - 1)
+            opened.append(open(metrics_path, "a") if lead else None)
+        if eval_loss is not None and ((t.eval_every and done % t.eval_every == 0) or done == t.steps):
+            m["eval_loss"] = eval_loss(state.params)
+        if lead:
+            opened[0].write(json.dumps(m) + "\n")
+            opened[0].flush()
+            writer.scalars({("eval/loss" if k == "eval_loss" else f"train/{k}"): v for k, v in m.items() if k != "step"}, done)
+
+    try:
+        result = fit(model, train_ex, t, cfg.seed, run_dir / "checkpoints", {"config": to_yaml(cfg)}, on_step, "sft")
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
     finally:
-        bar.close()
-        ckpts.close()
-        if lead:
-            metrics_file.close()
+        if opened and opened[0] is not None:
+            opened[0].close()
+        if writer is not None:
             writer.close()
+    if lead:
+        save_params(run_dir / "params", result.model, overwrite=True)
     log(f"done: {t.steps} steps; run directory {run_dir}")
     return 0
 
@@ -155,18 +119,3 @@ def _evaluator(graphdef, rules, rows: dict, batch_size: int):
         return total / max(count, 1.0)
 
     return evaluate
-
-
-class _TensorBoard:
-    def __init__(self, directory: Path):
-        from tensorboardX import SummaryWriter
-
-        self._writer = SummaryWriter(str(directory))
-
-    def scalars(self, metrics: dict, step: int) -> None:
-        for k, v in metrics.items():
-            if k != "step":
-                self._writer.add_scalar(f"train/{k}" if k != "eval_loss" else "eval/loss", v, step)
-
-    def close(self) -> None:
-        self._writer.close()

@@ -1,0 +1,96 @@
+"""The task protocol: what the STaR loop needs to know about a dataset of questions.
+
+A task loads its splits as `Problem`s, formats prompts (optionally with a hint: the correct
+answer, for rationalization), writes gold targets where it can (seed data for pre-training),
+extracts the answer from a completion and verifies it. Completions always end with the answer
+on its own last line, after the rationale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str
+    difficulty: str = ""  # a label to group accuracy by ("3" digits, "hard", ...)
+    rationale: str | None = None  # a gold rationale, when the data has one
+
+
+@dataclass
+class Splits:
+    train: list[Problem]
+    test: list[Problem]
+    skipped: dict[str, int] = field(default_factory=dict)  # malformed rows, counted by reason
+
+
+Verifier = Callable[[str | None, str], bool]  # (extracted answer or None, gold answer) -> correct
+
+
+class Task:
+    """Base class with the plain-text format: `Question: ...` / `Answer:` then rationale + answer line.
+
+    Subclasses override `load` and, where their format differs, the formatting methods.
+    """
+
+    name = "task"
+
+    def __init__(self, verifier: Verifier, few_shot: int = 0):
+        self.verifier = verifier
+        self.few_shot = few_shot
+        self._shots: list[Problem] = []
+
+    def load(self) -> Splits:
+        raise NotImplementedError
+
+    def set_shots(self, train: list[Problem]) -> None:
+        """Few-shot examples: the first `few_shot` training problems that have a gold target."""
+        self._shots = [p for p in train if self.target(p) is not None][: self.few_shot]
+
+    def question_text(self, problem: Problem, hint: str | None = None) -> str:
+        text = f"Question: {problem.question}\n"
+        if hint is not None:
+            text += f"Hint: the answer is {hint}\n"
+        return text + "Answer:\n"
+
+    def prompt(self, problem: Problem, hint: bool = False) -> str:
+        """The text the model continues; with `hint` the correct answer is shown (rationalization)."""
+        shots = "".join(self.question_text(s) + self.target(s) + "\n\n" for s in self._shots if s.id != problem.id)
+        return shots + self.question_text(problem, problem.answer if hint else None)
+
+    def completion(self, rationale: str, answer: str) -> str:
+        return f"{rationale}\nThe answer is {answer}" if rationale else f"The answer is {answer}"
+
+    def target(self, problem: Problem) -> str | None:
+        """The gold completion (rationale + answer), or None when the data has no rationale."""
+        return None if problem.rationale is None else self.completion(problem.rationale, problem.answer)
+
+    def extract(self, completion: str) -> str | None:
+        """The answer a completion gives: its last non-empty line, minus an `The answer is` prefix."""
+        lines = [line.strip() for line in completion.strip().splitlines() if line.strip()]
+        if not lines:
+            return None
+        last = lines[-1]
+        for prefix in ("The answer is", "the answer is", "Answer:"):
+            if last.startswith(prefix):
+                last = last[len(prefix):].strip()
+        return last.rstrip(".").strip() or None
+
+    def verify(self, completion: str, problem: Problem) -> tuple[str | None, bool]:
+        answer = self.extract(completion)
+        return answer, answer is not None and self.verifier(answer, problem.answer)
+
+    def seed_records(self, splits: Splits) -> list[dict]:
+        """(prompt, completion) records to pre-train a base model on; default: gold targets of train."""
+        return [{"prompt": self.prompt(p), "completion": self.target(p)} for p in splits.train if self.target(p)]
+
+    def texts(self, splits: Splits) -> list[str]:
+        """Text a task tokenizer is trained on: every prompt (hinted too) and gold target."""
+        out = []
+        for p in splits.train + splits.test:
+            out += [self.prompt(p), self.prompt(p, hint=True), self.target(p) or p.answer]
+        return out

@@ -1,0 +1,20 @@
+"""TensorBoard event files without TensorFlow (tensorboardX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TensorBoard:
+    def __init__(self, directory: str | Path):
+        from tensorboardX import SummaryWriter
+
+        self._writer = SummaryWriter(str(directory))
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        for k, v in metrics.items():
+            self._writer.add_scalar(k, v, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
