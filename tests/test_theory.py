@@ -1,5 +1,5 @@
 """RL-STaR theory: closed forms against brute-force enumeration of an explicit state graph, the
-improvement criterion, and the finite-sample simulator."""
+published T=3 recursion through the CLI, the improvement criterion, and the finite-sample simulator."""
 
 import itertools
 import json
@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from starjax.cli import main
 from starjax.theory import (
     TheoryError,
     accuracy,
@@ -120,6 +121,63 @@ def test_update_difference_formula_and_monotonicity():
             assert d2 - d == pytest.approx(p_t * (1 - d) * (1 + (M - 1) * d) / (1 + (M - 1) * P), abs=1e-12)
             assert d <= d2 <= 1
         assert accuracy(new, M) > accuracy(ds, M)
+
+
+# ---- the published recursion through the command ---------------------------------------------
+
+@pytest.mark.parametrize("d", [0.2, 0.1])
+def test_cli_json_follows_the_published_t3_recursion(capsys, d):
+    M = 64
+    assert main(["theory", "--states", "64", "--steps", "3", "--delta", str(d), "--iterations", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["iteration"] == list(range(11))
+    assert set(out) == {"iteration", "accuracy", "deltas", "kept_wrong_step"}
+    for k in range(11):
+        a, b = (1 + (M - 1) * d) / M, (1 - d) / M
+        J = a**3 + 3 * (M - 1) * a * b**2 + (M - 1) * (M - 2) * b**3
+        assert out["accuracy"][k] == pytest.approx(J, abs=1e-12)
+        assert out["deltas"][k] == pytest.approx([d] * 3, abs=1e-12)
+        assert out["kept_wrong_step"][k] == pytest.approx(1 - a**3 / J, abs=1e-12)
+        d = ((M - 2) * d**3 + d**2 + d) / ((M - 1) * d**3 + 1)
+    assert out["accuracy"][-1] > 0.999
+
+
+def test_cli_table_prints_every_iteration_and_the_verdict(capsys):
+    assert main(["theory", "--states", "64", "--steps", "3", "--delta", "0.2", "--delta", "0", "--delta", "0.2",
+                 "--iterations", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["iteration", "accuracy", "kept_wrong_step", "d_1", "d_2", "d_3"]
+    assert lines[3].split()[:2] == ["1", "0.017200"] and lines[3].split()[3:] == ["0.200000", "0.040000", "0.200000"]
+    assert len({len(line) for line in lines[1:6]}) == 1  # aligned columns
+    assert "step 2 is at d = 0" in lines[6] and "wait one iteration" in lines[6]
+    assert lines[7] == "exact accuracy >= 0.99: after 5 iterations"
+
+
+def test_cli_simulation_json_and_plot(tmp_path, capsys):
+    png = tmp_path / "acc.png"
+    args = ["theory", "--states", "8", "--steps", "2", "--delta", "0.4", "--iterations", "3", "--samples", "200",
+            "--seed", "3", "--json", "--plot", str(png)]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == simulate([0.4, 0.4], 8, 3, 200, 3).to_dict()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--states", "4", "--steps", "3", "--delta", "1.5"], "delta for step 1 is 1.5: it must be in [0, 1]"),
+        (["--states", "1", "--steps", "3", "--delta", "0.2"], "number of states M=1 must be an integer >= 2"),
+        (["--states", "4", "--steps", "3", "--delta", "0.2", "--delta", "0.3"], "got 2 --delta values for --steps 3"),
+        (["--states", "4", "--steps", "0", "--delta", "0.2"], "--steps=0 must be an integer >= 1"),
+        (["--states", "4", "--steps", "2", "--delta", "0.2", "--samples", "0"], "--samples=0 must be an integer >= 1"),
+        (["--states", "4", "--steps", "2", "--delta", "0.2", "--plot", "/no/such/dir/a.png"], "does not exist"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line(capsys, flags, message):
+    assert main(["theory", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("starjax: error: ") and message in err[0]
 
 
 # ---- the criterion -----------------------------------------------------------------------------
