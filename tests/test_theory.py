@@ -243,7 +243,7 @@ def test_effective_delta_inverts_accuracy():
     ],
 )
 def test_bad_arguments_raise_one_line_theory_errors(call, message):
-    with pytest.raises(TheoryError, match=None) as e:
+    with pytest.raises(TheoryError) as e:
         call()
     assert message in str(e.value) and "\n" not in str(e.value)
 
