@@ -1,4 +1,4 @@
-"""`starjax` command line: `starjax <command> CONFIG [key=value ...]`.
+"""`starjax` command line: `starjax <command> CONFIG [key=value ...]` (`starjax theory` takes flags only).
 
 Usage errors (bad arguments, unknown or mistyped config keys) print one line and exit 2.
 """
@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", help="write JSONL results here instead of standard output")
     sft = sub.add_parser("sft", help="fine-tune on (prompt, completion) records; rerun to resume")
     _config_args(sft)
+    theory = sub.add_parser("theory", help="RL-STaR's tabular model: accuracy per STaR iteration, exact or simulated")
+    theory.add_argument("--states", type=int, required=True, metavar="M", help="candidate next states per step (M >= 2)")
+    theory.add_argument("--steps", type=int, required=True, metavar="T", help="reasoning steps per chain (T >= 1)")
+    theory.add_argument("--delta", type=float, action="append", required=True, metavar="D",
+                        help="pre-trained policy's d in [0, 1]: once for every step, or once per step in order")
+    theory.add_argument("--iterations", type=int, default=10, metavar="K", help="STaR iterations (default 10)")
+    theory.add_argument("--samples", type=int, metavar="N", help="simulate N sampled chains per question per iteration")
+    theory.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
+    theory.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    theory.add_argument("--plot", metavar="FILE.png", help="also write accuracy vs iteration to this PNG")
     return parser
 
 
@@ -88,7 +98,13 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return run_sft(_resolve(args, stream=sys.stderr))
 
 
-COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft}
+def cmd_theory(args: argparse.Namespace) -> int:
+    from starjax.theory.cli import run_theory
+
+    return run_theory(args)
+
+
+COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft, "theory": cmd_theory}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
