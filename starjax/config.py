@@ -392,6 +392,10 @@ def validate_star(cfg: Config) -> None:
     a = task.addition
     if not 1 <= a.min_digits <= a.max_digits or a.train_size < 1 or a.test_size < 1 or a.seed_max_digits < 1:
         raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")
+    pool = sum((10 if n == 1 else 9 * 10 ** (n - 1)) ** 2 for n in range(a.min_digits, a.max_digits + 1))
+    if a.train_size + a.test_size > pool:
+        raise ConfigError(f"task.addition: {a.min_digits}-{a.max_digits} digits give only {pool} distinct problems, fewer than "
+                          f"train_size + test_size = {a.train_size + a.test_size}; raise max_digits or lower the sizes")
     z = task.zip_chain
     if not 1 <= z.bits <= 8 or not z.seed_delta or any(not 0 <= d <= 1 for d in z.seed_delta):
         raise ConfigError("task.zip_chain needs 1 <= bits <= 8 and seed_delta values in [0, 1]")

@@ -1,5 +1,5 @@
 """Built-in synthetic tasks are TFDS dataset builders: generated locally, versioned, written as
-array_record and read back with `as_data_source` (no TensorFlow). Every TFDS call for tasks is here.
+array_record and read back with `as_data_source` (no TensorFlow). Reading other TFDS datasets is in tfds.py.
 
 A builder config is named by its generation parameters, so a changed digit range or size is
 a different dataset, and the same parameters reuse the prepared files.
@@ -28,8 +28,8 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
 
 class _Synthetic(tfds.core.GeneratorBasedBuilder):
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First version."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First version.", "1.1.0": "addition: test never repeats a train problem."}
     task = ""
 
     def _info(self) -> tfds.core.DatasetInfo:
