@@ -401,6 +401,8 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError("task.zip_chain needs 1 <= bits <= 8 and seed_delta values in [0, 1]")
     if len(z.seed_delta) not in (1, z.bits):
         raise ConfigError(f"task.zip_chain.seed_delta has {len(z.seed_delta)} values; give one, or one per step ({z.bits})")
+    if not 0 <= z.test_fraction < 1 or z.seed_per_question < 1:
+        raise ConfigError("task.zip_chain needs 0 <= test_fraction < 1 (0: test = train) and seed_per_question >= 1")
 
 
 def _load_yaml(path: str | Path) -> Any:
