@@ -179,14 +179,17 @@ class ZipChainConfig:
 
 @dataclass
 class FileTaskConfig:
-    # jsonl: files of {question, answer[, rationale][, difficulty]}; tfds: a dataset name.
+    # jsonl: a file of {question, answer[, rationale][, difficulty]} rows; tfds: a dataset name
+    # (NAME or NAME/CONFIG, prepared locally under data.tfds_data_dir or registered).
     train: Optional[str] = None
-    # null: hold out `test_fraction` of the training rows.
+    # jsonl: the test file, null = hold out `test_fraction` of the training rows (by question hash).
+    # tfds: another dataset to take test_split from, null = the train dataset.
     test: Optional[str] = None
     test_fraction: float = 0.1
-    # tfds only: splits and the dataset's own field names for question/answer/rationale/difficulty.
+    # tfds only: splits to read; test_split null = hold out `test_fraction` of train_split.
     train_split: str = "train"
-    test_split: str = "test"
+    test_split: Optional[str] = "test"
+    # The rows' own names for question/answer/rationale/difficulty.
     fields: Dict[str, str] = field(
         default_factory=lambda: {"question": "question", "answer": "answer", "rationale": "rationale", "difficulty": "difficulty"}
     )
@@ -403,6 +406,21 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError(f"task.zip_chain.seed_delta has {len(z.seed_delta)} values; give one, or one per step ({z.bits})")
     if not 0 <= z.test_fraction < 1 or z.seed_per_question < 1:
         raise ConfigError("task.zip_chain needs 0 <= test_fraction < 1 (0: test = train) and seed_per_question >= 1")
+    for name in ("jsonl", "tfds"):
+        f = getattr(task, name)
+        if not 0 <= f.test_fraction < 1 or f.few_shot < 0:
+            raise ConfigError(f"task.{name} needs 0 <= test_fraction < 1 and few_shot >= 0")
+        unknown = sorted(set(f.fields) - {"question", "answer", "rationale", "difficulty"})
+        if unknown:
+            raise ConfigError(f"task.{name}.fields has unknown keys {unknown}; use question, answer, rationale, difficulty")
+    if task.name in ("jsonl", "tfds"):
+        f, what = getattr(task, task.name), "a JSONL file" if task.name == "jsonl" else "a TFDS dataset name"
+        if f.train is None:
+            raise ConfigError(f"task.name={task.name} needs task.{task.name}.train: {what}")
+        held = f.test is None if task.name == "jsonl" else f.test_split is None
+        if held and f.test_fraction == 0:
+            raise ConfigError(f"task.{task.name}: no test data; set task.{task.name}.test{'' if task.name == 'jsonl' else '_split'} "
+                              f"or task.{task.name}.test_fraction > 0")
 
 
 def _load_yaml(path: str | Path) -> Any:
