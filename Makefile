@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# STaR on addition, end to end on CPU (data, tokenizer, base pre-training, 5 iterations) into runs/demo.
+# Rerunning resumes (or, when finished, reprints the table); `rm -rf runs/demo` starts over.
 demo: $(STAMP)
-	$(VENV)/bin/starjax info configs/demo.yaml runtime.num_cpu_devices=8 mesh.data=2 mesh.fsdp=2 mesh.tensor=2 --forward
+	$(VENV)/bin/starjax star configs/demo.yaml $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -111,3 +111,29 @@ class TrainCheckpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+class StateCheckpoints:
+    """Small JSON states (a run's position and bookkeeping) in DIRECTORY/<step>, written
+    synchronously and atomically; restore falls back past a damaged newest one."""
+
+    def __init__(self, directory: str | Path, keep: int = 2):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, state: dict) -> None:
+        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.JsonSave(state)), force=True)
+        self._manager.wait_until_finished()
+
+    def restore_latest(self) -> dict | None:
+        for step in reversed(sorted(self._manager.all_steps())):
+            try:
+                return dict(self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.JsonRestore()))["state"])
+            except Exception as e:  # a damaged checkpoint: any read error, from any layer
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                warnings.warn(f"state checkpoint {step} in {self.directory} is unreadable ({reason}); trying an older one")
+        return None
+
+    def close(self) -> None:
+        self._manager.close()

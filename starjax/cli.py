@@ -37,6 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", help="write JSONL results here instead of standard output")
     sft = sub.add_parser("sft", help="fine-tune on (prompt, completion) records; rerun to resume")
     _config_args(sft)
+    star = sub.add_parser("star", help="run STaR iterations on a task; rerun the same command to resume")
+    _config_args(star)
+    star.add_argument("--allow-config-change", action="store_true",
+                      help="resume a run directory whose saved config differs from this one")
+    diagnose = sub.add_parser("diagnose", help="estimate a policy's per-step quality and the RL-STaR prediction for it")
+    _config_args(diagnose)
+    diagnose.add_argument("--checkpoint", help="policy parameters (default: the newest policy in run_dir, else its base)")
+    diagnose.add_argument("--samples", type=int, default=16, help="samples per training question (default 16)")
+    diagnose.add_argument("--questions", type=int, default=0, help="use at most this many training questions (0 = all)")
+    diagnose.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0: the policy itself)")
+    diagnose.add_argument("--iterations", type=int, default=5, help="iterations to predict (default 5)")
+    diagnose.add_argument("--states", type=int, default=1000, help="M for tasks without a chain shape (default 1000)")
+    diagnose.add_argument("--steps", type=int, default=3, help="T for tasks without a chain shape (default 3)")
     theory = sub.add_parser("theory", help="RL-STaR's tabular model: accuracy per STaR iteration, exact or simulated")
     theory.add_argument("--states", type=int, required=True, metavar="M", help="candidate next states per step (M >= 2)")
     theory.add_argument("--steps", type=int, required=True, metavar="T", help="reasoning steps per chain (T >= 1)")
@@ -92,6 +105,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return run_sample(_resolve(args, stream=sys.stderr), args)
 
 
+def cmd_star(args: argparse.Namespace) -> int:
+    from starjax.star.loop import run_star
+
+    return run_star(_resolve(args, stream=sys.stderr), args.allow_config_change)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from starjax.star.diagnose import run_diagnose
+
+    return run_diagnose(_resolve(args, stream=sys.stderr), args)
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
     from starjax.training.sft import run_sft
 
@@ -104,7 +129,7 @@ def cmd_theory(args: argparse.Namespace) -> int:
     return run_theory(args)
 
 
-COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft, "theory": cmd_theory}
+COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft, "star": cmd_star, "diagnose": cmd_diagnose, "theory": cmd_theory}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -158,7 +158,8 @@ class AdditionConfig:
     max_digits: int = 5
     train_size: int = 1000
     test_size: int = 200
-    # Base-model seed data: scratchpads of up to seed_max_digits digits, a few one digit longer.
+    # Base-model seed data: scratchpads of up to seed_max_digits digits, a seed_hint_fraction of
+    # them with the answer as a hint; a seed_long_fraction longer (up to max_digits), always hinted.
     seed_size: int = 4000
     seed_max_digits: int = 2
     seed_long_fraction: float = 0.02
@@ -216,6 +217,8 @@ class PretrainConfig:
     # Steps of base-model pre-training on the task's seed data (0 = none: use star.base or random init).
     steps: int = 0
     learning_rate: float = 1e-3
+    # null: train.batch_size.
+    batch_size: Optional[int] = None
 
 
 @dataclass
@@ -390,8 +393,8 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError("star.temperature, star.eval_temperature, star.step_growth and star.test_limit must be >= 0")
     if s.num_samples > 1 and s.temperature == 0:
         raise ConfigError(f"star.num_samples={s.num_samples} with star.temperature=0 gives identical samples; set a temperature")
-    if cfg.pretrain.steps < 0 or cfg.pretrain.learning_rate <= 0:
-        raise ConfigError("pretrain.steps must be >= 0 and pretrain.learning_rate > 0")
+    if cfg.pretrain.steps < 0 or cfg.pretrain.learning_rate <= 0 or (cfg.pretrain.batch_size or 1) < 1:
+        raise ConfigError("pretrain.steps must be >= 0, pretrain.learning_rate > 0 and pretrain.batch_size >= 1")
     a = task.addition
     if not 1 <= a.min_digits <= a.max_digits or a.train_size < 1 or a.test_size < 1 or a.seed_max_digits < 1:
         raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")
@@ -423,17 +426,26 @@ def validate_star(cfg: Config) -> None:
                               f"or task.{task.name}.test_fraction > 0")
 
 
-def _load_yaml(path: str | Path) -> Any:
+def _load_yaml(path: str | Path, seen: tuple = ()) -> Any:
+    """A YAML file's keys; `include: OTHER.yaml` (relative to this file) is loaded first and
+    overridden by this file, so a recipe can be a few lines on top of another."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
+    if p.resolve() in seen:
+        raise ConfigError(f"{str(p)!r} includes itself")
     try:
         cfg = OmegaConf.load(p)
     except Exception as e:  # yaml.YAMLError and friends: report, never trace
         raise ConfigError(f"cannot parse {str(p)!r}: {str(e).splitlines()[0]}") from None
     if not isinstance(cfg, typing.Mapping) and not OmegaConf.is_dict(cfg):
         raise ConfigError(f"{str(p)!r} must hold a mapping of config keys")
-    return cfg
+    include = cfg.pop("include", None)
+    if include is None:
+        return cfg
+    if not isinstance(include, str):
+        raise ConfigError(f"include: in {str(p)!r} must name one YAML file")
+    return OmegaConf.merge(_load_yaml(p.parent / include, (*seen, p.resolve())), cfg)
 
 
 def _parse_overrides(overrides: Sequence[str]) -> Any:

@@ -71,11 +71,14 @@ def train_tokenizer(
     vocab_size: int,
     user_symbols: Sequence[str] = (),
     byte_fallback: bool = True,
+    split_digits: bool = True,
 ) -> Tokenizer:
     """Trains (or loads from `cache_dir`) a tokenizer for `texts`.
 
     The cache file is named by a hash of the texts and settings, so the same task data always
-    maps to the same file, and changed data never reuses a stale tokenizer.
+    maps to the same file, and changed data never reuses a stale tokenizer. Text whose digits
+    are already space-separated can turn `split_digits` off: each digit then merges with the
+    space before it, which halves the sequence and still gives one digit per token.
     """
     texts = list(texts)
     if not texts:
@@ -87,7 +90,7 @@ def train_tokenizer(
         unk_id=UNK_ID,
         bos_id=BOS_ID,
         eos_id=EOS_ID,
-        split_digits=True,
+        split_digits=split_digits,
         byte_fallback=byte_fallback,
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,

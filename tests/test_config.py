@@ -121,3 +121,16 @@ def test_saved_config_reloads_identically(tmp_path):
     assert yaml.safe_load(path.read_text())["seed"] == 7
     assert load_config(path) == cfg
     assert to_yaml(load_config(path)) == to_yaml(cfg)
+
+
+def test_include_loads_another_recipe_first(tmp_path):
+    (tmp_path / "base.yaml").write_text("seed: 3\nmodel:\n  num_layers: 2\n  d_model: 64\n")
+    (tmp_path / "child.yaml").write_text("include: base.yaml\nmodel:\n  num_layers: 5\n")
+    cfg = load_config(tmp_path / "child.yaml", ["model.d_model=32"])
+    assert (cfg.seed, cfg.model.num_layers, cfg.model.d_model) == (3, 5, 32)
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("include: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -43,6 +43,12 @@ def scratchpad(a: int, b: int) -> str:
     return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
 
 
+def _digits_line(text: str) -> str | None:
+    """The first non-empty line of `text` if it is space-separated digits."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines and all(part.isdigit() for part in lines[0].split()) else None
+
+
 def make_problem(uid: str, a: int, b: int) -> Problem:
     return Problem(uid, f"{spaced(a)} + {spaced(b)}", spaced(a + b), str(len(str(a))), scratchpad(a, b))
 
@@ -91,20 +97,42 @@ class Addition(Task):
         return f"{rationale}\n{answer}"
 
     def extract(self, completion: str) -> str | None:
-        after = completion.split("</scratch>")[-1]
-        lines = [line.strip() for line in after.strip().splitlines() if line.strip()]
-        return lines[0] if lines and all(part.isdigit() for part in lines[0].split()) else None
+        """The answer after </scratch>, if it is the number the scratchpad's last line computed;
+        an answer the rationale does not support (e.g. a copied hint) counts as no answer."""
+        scratch, sep, after = completion.partition("</scratch>")
+        answer = _digits_line(after)
+        lines = [line for line in scratch.strip().splitlines() if line.strip()]
+        result = _digits_line(lines[-1]) if sep and lines else None
+        if answer is None or result is None or int(answer.replace(" ", "")) != int(result.replace(" ", "")):
+            return None
+        return answer
+
+    def chain_shape(self, problem: Problem) -> tuple[int, int]:
+        # one step per scratch line (n digits + the final carry). A wrong digit is never undone
+        # later, so the candidates are the whole answer space, not the 10 digits of a step: in the
+        # tabular model errors would otherwise cancel out with probability 1/10.
+        n = int(problem.difficulty)
+        return 10 ** (n + 1), n + 1
+
+    def tokenizer_options(self) -> dict:
+        # digits are space-separated already: "▁7" pieces keep one digit per token at half the length
+        return {"vocab_size": 64, "user_symbols": ["<scratch>", "</scratch>"], "byte_fallback": False, "split_digits": False}
 
     def seed_records(self, splits: Splits) -> list[dict]:
-        """Base-model data: full scratchpads for the easy problems (<= seed_max_digits), with and
-        without hints, so the base can do short additions and knows the hint format, but has
-        only seen a few longer ones."""
+        """Base-model data: full scratchpads for easy sums (<= seed_max_digits digits), a
+        `seed_hint_fraction` of them shown with the answer as a hint, and a `seed_long_fraction`
+        of longer sums (up to max_digits) shown *only* with the hint. The base can then do short
+        sums, rarely a long one on its own, but can work a long one out when it is told the
+        answer: what rationalization needs to get STaR going."""
         c = self.cfg
         rng = random.Random(f"{self.seed}-addition-seed")
+        longest = max(c.max_digits, c.seed_max_digits + 1)
         out = []
         for i in range(c.seed_size):
-            n = rng.randint(1, c.seed_max_digits) if rng.random() >= c.seed_long_fraction else c.seed_max_digits + 1
+            long = rng.random() < c.seed_long_fraction
+            n = rng.randint(c.seed_max_digits + 1, longest) if long else rng.randint(1, c.seed_max_digits)
             lo = 0 if n == 1 else 10 ** (n - 1)
             p = make_problem(f"seed-{i}", rng.randint(lo, 10**n - 1), rng.randint(lo, 10**n - 1))
-            out.append({"prompt": self.prompt(p, hint=rng.random() < c.seed_hint_fraction), "completion": self.target(p)})
+            hint = long or rng.random() < c.seed_hint_fraction
+            out.append({"prompt": self.prompt(p, hint=hint), "completion": self.target(p)})
         return out

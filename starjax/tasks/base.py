@@ -88,6 +88,14 @@ class Task:
         """(prompt, completion) records to pre-train a base model on; default: gold targets of train."""
         return [{"prompt": self.prompt(p), "completion": self.target(p)} for p in splits.train if self.target(p)]
 
+    def chain_shape(self, problem: Problem) -> tuple[int, int] | None:
+        """(M candidate next states per step, T steps) in RL-STaR's tabular view, if the task has one."""
+        return None
+
+    def tokenizer_options(self) -> dict:
+        """Settings for the tokenizer trained on `texts` when tokenizer.path is unset."""
+        return {"vocab_size": 512, "user_symbols": [], "byte_fallback": True, "split_digits": True}
+
     def texts(self, splits: Splits) -> list[str]:
         """Text a task tokenizer is trained on: every prompt (hinted too) and gold target."""
         out = []

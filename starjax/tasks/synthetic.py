@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -70,6 +71,8 @@ def load_synthetic(task: str, params: dict, data_dir: str | Path) -> dict[str, l
     blob = json.dumps(params, sort_keys=True)
     name = f"p{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
     config = SyntheticConfig(name=name, description=blob, params_json=blob)
+    tfds.disable_progress_bar()
+    logging.getLogger("absl").setLevel(logging.ERROR)  # "Using custom data configuration ..." on every load
     builder = _BUILDERS[task](config=config, data_dir=str(Path(data_dir).expanduser()), file_format="array_record")
     builder.download_and_prepare()
     out = {}

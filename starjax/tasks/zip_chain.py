@@ -179,6 +179,12 @@ class ZipChain(Task):
         lines = completion_lines(completion)
         return lines[-1] if lines else None
 
+    def chain_shape(self, problem: Problem) -> tuple[int, int]:
+        return self.num_states, self.num_steps
+
+    def tokenizer_options(self) -> dict:
+        return {"vocab_size": 32, "user_symbols": [], "byte_fallback": False, "split_digits": True}
+
     def step_checks(self, problem: Problem, completion: str) -> list[bool]:
         return step_checks(problem, completion, self.num_steps)
 

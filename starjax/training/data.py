@@ -82,6 +82,7 @@ class PackedData:
         if not examples:
             raise ValueError("no usable training examples")
         self.examples, self.seq_len, self.batch_size, self.seed = examples, seq_len, batch_size, seed
+        self._steps: dict[int, int] = {}
         if self.steps_in_epoch(0) == 0:
             raise ValueError(
                 f"{len(examples)} examples pack into {len(self._epoch(0)['tokens'])} rows, fewer than "
@@ -94,7 +95,12 @@ class PackedData:
         return pack([self.examples[i] for i in order], self.seq_len)
 
     def steps_in_epoch(self, epoch: int) -> int:
-        return len(self._epoch(epoch)["tokens"]) // self.batch_size
+        # Kept for every epoch seen: `position` walks all earlier epochs on every step, and
+        # re-packing them (the packed rows themselves are cached for two epochs only) made long
+        # runs slower with every epoch.
+        if epoch not in self._steps:
+            self._steps[epoch] = len(self._epoch(epoch)["tokens"]) // self.batch_size
+        return self._steps[epoch]
 
     def position(self, step: int) -> tuple[int, int]:
         """(epoch, step within the epoch) of a global step; the last partial batch is dropped."""

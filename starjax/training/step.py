@@ -41,8 +41,12 @@ class TrainState:
 
 
 def init_state(model: Transformer, cfg: TrainConfig, seed: int) -> TrainState:
-    """Optimizer moments inherit each parameter's sharding; scalars are replicated on the mesh."""
-    params = nnx.state(model)
+    """Optimizer moments inherit each parameter's sharding; scalars are replicated on the mesh.
+
+    The parameters are copied: the train step donates the state, and the model (e.g. the STaR
+    base model, fine-tuned again every iteration) must survive it.
+    """
+    params = jax.tree.map(jnp.copy, nnx.state(model))
     opt_state = jax.jit(make_optimizer(cfg).init)(params)
     rng = jax.random.key_data(jax.random.key(seed))
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), rng)

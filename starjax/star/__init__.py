@@ -1,0 +1,1 @@
+"""The STaR outer loop: generate -> verify -> rationalize -> assemble -> fine-tune -> evaluate."""

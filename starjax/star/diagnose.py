@@ -1,0 +1,81 @@
+"""`starjax diagnose`: before spending accelerator hours on STaR, sample from a policy, estimate
+its per-step quality and print what the RL-STaR theory predicts for the next iterations.
+
+Tasks with checkable steps (zip_chain) give d_hat_t per step from the samples. Other tasks use
+an effective d: the equal per-step d whose tabular accuracy J = (1 + (M-1) d^T) / M matches the
+measured final accuracy, with (M, T) from the task (addition: answer space, scratch lines) or
+from --states/--steps. That assumes equally hard steps and uniformly random errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from starjax import runtime, theory
+from starjax.checkpoint import load_model
+from starjax.config import Config, ConfigError
+from starjax.sampling.engine import Sampler
+from starjax.star.kept import attempts
+from starjax.star.predict import effective_groups, from_step_checks
+from starjax.star.setup import prepare
+
+
+def newest_policy(cfg: Config) -> Path | None:
+    """The newest STaR policy in run_dir (params/iter_N), else its pre-trained base, else None."""
+    run_dir = Path(cfg.run_dir)
+    iters = sorted((int(p.name.split("_")[1]), p) for p in (run_dir / "params").glob("iter_*") if p.name[5:].isdigit())
+    if iters:
+        return iters[-1][1]
+    return run_dir / "base" if (run_dir / "base").is_dir() else None
+
+
+def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
+    if args.samples < 1 or args.iterations < 1 or args.temperature <= 0:
+        raise ConfigError("--samples and --iterations must be >= 1 and --temperature > 0")
+    setup = prepare(cfg, allow_config_change=True)
+    checkpoint = args.checkpoint or newest_policy(cfg)
+    if checkpoint is None:
+        raise ConfigError(f"no --checkpoint and no policy in {cfg.run_dir}; give --checkpoint DIR")
+    rules = runtime.start(cfg)
+    log = lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    setup.load(log)
+    task = setup.task
+    problems = setup.train[: args.questions or None]
+    model = load_model(checkpoint, cfg.model, rules, cfg.seed)
+    sampler = Sampler(model, setup.tokenizer, cfg.sampler)
+    log(f"sampling {args.samples} per question for {len(problems)} questions at temperature {args.temperature} "
+        f"from {checkpoint}")
+    rows = sampler.generate([task.prompt(p) for p in problems], cfg.seed, temperature=args.temperature,
+                            num_samples=args.samples)
+    tries = attempts(task, problems, [[c.text for c in row] for row in rows], hinted=False)
+    accuracy = sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)
+    print(f"sampled accuracy: {accuracy:.4f} ({args.samples} x {len(problems)} samples)")
+    if hasattr(task, "step_checks"):
+        checks = [task.step_checks(p, a.completion) for p, row in zip(problems, tries) for a in row]
+        groups = {"all": (task.num_states, from_step_checks(checks, task.num_states)["d_hat"], len(checks))}
+        print("d_hat per step (measured from the samples): " + ", ".join(f"{d:.4f}" for d in groups["all"][1]))
+    else:
+        groups = _effective_groups(task, problems, tries, args)
+    for name, (m, deltas, count) in groups.items():
+        _report(name, m, deltas, count, args.iterations)
+    return 0
+
+
+def _effective_groups(task, problems, tries, args) -> dict:
+    groups = effective_groups(task, problems, tries, fallback=(args.states, args.steps))
+    assumed = "the task's chain shape" if task.chain_shape(problems[0]) else f"M={args.states}, T={args.steps}"
+    print(f"effective d (assumes {assumed}, equally hard steps, uniform errors)")
+    return {(f"difficulty {label}" if label else "all"): group for label, group in sorted(groups.items())}
+
+
+def _report(name: str, m: int, deltas: list[float], count: int, iterations: int) -> None:
+    run = theory.trajectory(deltas, m, iterations)
+    verdict = theory.criterion(deltas, m)
+    print(f"\n{name}: M={m}, T={len(deltas)}, d={' '.join(f'{d:.3f}' for d in deltas)} ({count} samples)")
+    print("  predicted accuracy by iteration: " + "  ".join(f"{k}:{a:.3f}" for k, a in zip(run.iteration, run.accuracy)))
+    if verdict.stalls:
+        print(f"  WARNING: {verdict.verdict}")
+    else:
+        print(f"  {verdict.verdict}")

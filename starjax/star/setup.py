@@ -1,0 +1,100 @@
+"""Everything a STaR run checks and loads before its loop: the task, the run directory's
+config, the data splits, the tokenizer, and which prompts fit the sampler's buckets."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import OmegaConf
+
+from starjax.config import Config, ConfigError, to_yaml
+from starjax.tasks.base import Problem, Splits, Task
+from starjax.tasks.registry import make_task
+from starjax.tokenizer import Tokenizer, load_run_tokenizer, train_tokenizer
+
+# Keys a finished or stopped run may change and still resume: more iterations, display.
+RESUMABLE_CHANGES = {"star.iterations", "sampler.progress"}
+
+
+@dataclass
+class RunSetup:
+    cfg: Config
+    task: Task
+    config_yaml: str
+    splits: Splits | None = None
+    tokenizer: Tokenizer | None = None
+    train: list[Problem] = field(default_factory=list)
+    test: list[Problem] = field(default_factory=list)
+    hintable: set[str] = field(default_factory=set)  # train ids whose hinted prompt fits too
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def load(self, log: Callable[[str], None]) -> None:
+        cfg, task = self.cfg, self.task
+        self.splits = task.load()
+        task.set_shots(self.splits.train)
+        self.tokenizer = run_tokenizer(cfg, task, self.splits)
+        limit = max(cfg.sampler.prompt_buckets)
+        fits = lambda text: len(self.tokenizer.encode(text, add_bos=True)) <= limit  # noqa: E731
+        self.train = [p for p in self.splits.train if fits(task.prompt(p))]
+        test = self.splits.test[: cfg.star.test_limit or None]
+        self.test = [p for p in test if fits(task.prompt(p))]
+        self.hintable = {p.id for p in self.train if cfg.star.rationalize and fits(task.prompt(p, hint=True))}
+        self.skipped = dict(self.splits.skipped)
+        long = (len(self.splits.train) - len(self.train)) + (len(test) - len(self.test))
+        if long:
+            self.skipped["prompt longer than the largest sampler bucket"] = long
+        if cfg.star.rationalize and len(self.train) > len(self.hintable):
+            self.skipped["hinted prompt too long (not rationalized)"] = len(self.train) - len(self.hintable)
+        if not self.train or not self.test:
+            raise ConfigError(f"no usable {'training' if not self.train else 'test'} problems "
+                              f"(skipped: {self.skipped}); check the task data or raise sampler.prompt_buckets")
+        log(f"task {task.name}: {len(self.train)} training and {len(self.test)} test problems"
+            + (f"; skipped {self.skipped}" if self.skipped else ""))
+
+
+def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
+    """Builds the task (unknown names, verifiers and files fail here) and checks that the run
+    directory holds this run's config, before any compute."""
+    task = make_task(cfg)
+    config_yaml = to_yaml(cfg)
+    saved = Path(cfg.run_dir) / "config.yaml"
+    if saved.is_file() and not allow_config_change:
+        changes = config_changes(saved.read_text(), config_yaml)
+        if changes:
+            shown = ", ".join(f"{k}: {a} -> {b}" for k, a, b in changes[:3]) + (" ..." if len(changes) > 3 else "")
+            raise ConfigError(f"{cfg.run_dir} holds a run with a different config ({shown}); use another run_dir, "
+                              "or pass --allow-config-change to resume it with the new one")
+    return RunSetup(cfg, task, config_yaml)
+
+
+def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, object]]:
+    def flat(node, prefix=""):
+        out = {}
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    old = flat(OmegaConf.to_container(OmegaConf.create(old_yaml)))
+    new = flat(OmegaConf.to_container(OmegaConf.create(new_yaml)))
+    keys = sorted(set(old) | set(new))
+    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+
+
+def run_tokenizer(cfg: Config, task: Task, splits: Splits) -> Tokenizer:
+    """tokenizer.path, or one trained on the task's text and kept as RUN_DIR/tokenizer.model."""
+    if cfg.tokenizer.path is not None:
+        return load_run_tokenizer(cfg, "star")
+    opts = task.tokenizer_options()
+    tokenizer = train_tokenizer(task.texts(splits), Path(cfg.run_dir) / "tokenizer_cache", **opts)
+    copy = Path(cfg.run_dir) / "tokenizer.model"
+    if not copy.exists():
+        shutil.copyfile(tokenizer.source, copy)
+    if cfg.model.vocab_size is None:
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the task tokenizer's {tokenizer.vocab_size}")
+    return tokenizer

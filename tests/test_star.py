@@ -1,0 +1,226 @@
+"""The STaR loop: kept-set rules, scores, and `starjax star` end to end on a jsonl task of our own."""
+
+import json
+import math
+import random
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL_MODEL
+from starjax.cli import main
+from starjax.config import load_config
+from starjax.star.kept import Attempt, keep, majority_correct, merge_kept, pass_at_k
+from starjax.star.loop import fill_batch, train_steps
+from starjax.star.setup import config_changes
+from starjax.tasks.base import Problem, Task
+from starjax.tasks.verifiers import exact
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree"]
+
+
+def write_task(d: Path, n_train=48, n_test=16, bad_rows=True) -> Path:
+    rng = random.Random(0)
+
+    def row():
+        words = [rng.choice(WORDS) for _ in range(3)]
+        return {"question": " ".join(words), "answer": words[-1], "rationale": f"The last word is {words[-1]}.",
+                "difficulty": "easy" if words[0] == words[-1] else "hard"}
+
+    train = [json.dumps(row()) for _ in range(n_train)]
+    if bad_rows:
+        train += ["{not json", json.dumps({"question": "a b c"}), json.dumps({"question": "x", "answer": ""}),
+                  json.dumps({"question": "w " * 200, "answer": "w"})]
+    (d / "train.jsonl").write_text("\n".join(train) + "\n")
+    (d / "test.jsonl").write_text("\n".join(json.dumps(row()) for _ in range(n_test)) + "\n")
+    return d
+
+
+def star_args(d: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [str(ROOT / "configs" / "tiny.yaml"), *SMALL_MODEL, "model.vocab_size=null", f"run_dir={run_dir}",
+            "task.name=jsonl", f"task.jsonl.train={d / 'train.jsonl'}", f"task.jsonl.test={d / 'test.jsonl'}",
+            "pretrain.steps=80", "pretrain.learning_rate=1e-2", "train.batch_size=8", "train.seq_len=64",
+            "train.checkpoint_every=2", "train.learning_rate=1e-3", "sampler.batch_size=16",
+            "sampler.max_new_tokens=24", "sampler.prompt_buckets=[32]", "sampler.progress=false",
+            "star.iterations=2", "star.first_steps=4", *extra]
+
+
+def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
+    task = Task(exact)
+    p = Problem("q1", "what?", "42")
+    row = [Attempt("q1", "", True, text, "42", ok) for text, ok in [("a", True), ("a", True), ("b", False), ("c", True), ("d", True)]]
+    kept = keep(task, [p], [row], cap=2, dedupe=True)
+    assert [r["completion"] for r in kept] == ["a", "c"]
+    assert all(r["rationalized"] and "Hint" not in r["prompt"] and r["prompt"] == task.prompt(p) for r in kept)
+    assert [r["completion"] for r in keep(task, [p], [row], cap=3, dedupe=False)] == ["a", "a", "c"]
+    merged = merge_kept([{"id": "q1", "completion": "a"}, {"id": "q2", "completion": "z"}],
+                        [{"id": "q1", "completion": "c"}, {"id": "q1", "completion": "a"}], cap=2, dedupe=True)
+    assert [(r["id"], r["completion"]) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
+
+
+@pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 4), (4, 4, 2), (8, 1, 8)])
+def test_pass_at_k_is_the_chance_that_k_of_n_samples_hold_a_correct_one(n, c, k):
+    subsets = list(combinations(range(n), k))  # samples 0..c-1 are the correct ones
+    assert math.isclose(pass_at_k(n, c, k), sum(any(i < c for i in s) for s in subsets) / len(subsets))
+
+
+def test_majority_vote_uses_the_most_common_answer():
+    task, p = Task(exact), Problem("q", "?", "7")
+    votes = lambda answers: [Attempt("q", "", False, "", a, a == "7") for a in answers]  # noqa: E731
+    assert majority_correct(task, p, votes(["7", "3", "7", None]))
+    assert not majority_correct(task, p, votes(["3", "3", "7"]))
+    assert not majority_correct(task, p, votes([None, None]))
+
+
+def test_step_schedule_and_small_kept_sets():
+    cfg = load_config(None, ["star.first_steps=40", "star.step_growth=0.2", "train.batch_size=4", "train.seq_len=16"])
+    assert [train_steps(cfg, n) for n in (1, 2, 3, 4)] == [40, 48, 58, 69]
+    assert len(fill_batch([tuple(range(5))] * 3, cfg)) >= 2 * 4 * 16 // 5
+
+
+def test_config_changes_ignore_the_iteration_count():
+    a = "star:\n  iterations: 3\n  temperature: 0.0\nseed: 1\n"
+    assert config_changes(a, a.replace("iterations: 3", "iterations: 9")) == []
+    assert config_changes(a, a.replace("seed: 1", "seed: 2")) == [("seed", 1, 2)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    d = write_task(tmp_path_factory.mktemp("star_task"))
+    run = d / "run"
+    assert main(["star", *star_args(d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4",
+                                   "star.eval_temperature=1.0")]) == 0
+    return d, run
+
+
+def test_star_end_to_end_writes_the_run_directory(finished_run, capsys):
+    d, run = finished_run
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in history] == [0, 1, 2]
+    for r in history[1:]:
+        for key in ("train_accuracy", "rationalized", "kept", "test_accuracy", "test_accuracy_by_difficulty",
+                    "train_steps", "seconds", "compilations", "pass_at_k", "majority_accuracy"):
+            assert key in r, key
+        assert set(r["seconds"]) == {"generate", "rationalize", "train", "evaluate"}
+    assert history[0]["skipped"] == {"unparsable JSON": 1, "missing answer": 1, "empty answer": 1,
+                                     "prompt longer than the largest sampler bucket": 1}
+    assert set(history[1]["test_accuracy_by_difficulty"]) <= {"easy", "hard"}
+    assert history[1]["train_steps"] == 4 and history[2]["train_steps"] == 5
+    assert history[1]["kept"] > 0, "the pre-trained model should solve some questions"
+    samples = [json.loads(line) for line in (run / "samples" / "iter_1.jsonl").read_text().splitlines()]
+    assert {"id", "completion", "extracted", "correct", "hinted"} <= set(samples[0])
+    assert sum(not s["hinted"] for s in samples) == 48  # every training question, once
+    assert (run / "accuracy.png").stat().st_size > 1000 and list((run / "tb").iterdir())
+    assert (run / "params" / "iter_2").is_dir() and (run / "tokenizer.model").is_file()
+    assert not (run / "train" / "iter_2").exists()  # fine-tune checkpoints go once the policy is saved
+
+
+def test_rerunning_a_finished_run_changes_nothing(finished_run, capsys):
+    d, run = finished_run
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["star", *star_args(d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4",
+                                   "star.eval_temperature=1.0")]) == 0
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_a_different_config_refuses_to_resume_unless_told(finished_run, capsys):
+    d, run = finished_run
+    assert main(["star", *star_args(d, run, "seed=5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds a run with a different config" in err and "--allow-config-change" in err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["task.name=additon"], "did you mean 'addition'"),
+    (["task.jsonl.verifier=nope"], "unknown verifier 'nope'"),
+    (["task.jsonl.verifier=no_such_module:f"], "cannot import verifier"),
+    (["star.temprature=1"], "did you mean star.temperature"),
+    (["star.num_samples=4"], "set a temperature"),
+])
+def test_bad_input_is_one_line_before_any_compute(tmp_path, capsys, extra, message):
+    d = write_task(tmp_path)
+    assert main(["star", *star_args(d, tmp_path / "run", *extra)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("starjax: error")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "run").exists()  # nothing was written: no compute ran
+
+
+def test_an_iteration_that_keeps_nothing_logs_it_and_continues(tmp_path, capsys):
+    d = write_task(tmp_path, bad_rows=False)
+    assert main(["star", *star_args(d, tmp_path / "run", "pretrain.steps=0", "star.iterations=1",
+                                   "star.rationalize=false")]) == 0
+    assert "kept nothing to train on" in capsys.readouterr().err
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["kept"] == 0 and last["train_steps"] == 0
+
+
+def star_process(d: Path, run_dir: Path) -> "subprocess.Popen":
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "starjax.cli", "star", *star_args(d, run_dir, "runtime.num_cpu_devices=2",
+                             "mesh.data=2")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when(p, ready, what: str) -> None:
+    import os
+    import signal
+    import time
+
+    deadline = time.time() + 300
+    while not ready():
+        assert p.poll() is None and time.time() < deadline, f"run ended before {what}"
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+def comparable(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without wall-clock times and compile counts (a resumed process compiles again)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "compilations")} for r in rows]
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_phase_and_rerun_equals_uninterrupted(tmp_path):
+    d = write_task(tmp_path)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    p = star_process(d, whole)
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    p = star_process(d, killed)  # killed mid fine-tune of iteration 1 (or just after it)
+    kill_when(p, lambda: (killed / "train" / "iter_1").exists() or (killed / "state" / "4").exists(), "iteration 1 trained")
+    assert not (killed / "metrics.jsonl").exists() or len(comparable(killed)) < 3
+    p = star_process(d, killed)  # killed once iteration 2 has generated
+    kill_when(p, lambda: (killed / "state" / "6").exists(), "iteration 2 generated")
+    p = star_process(d, killed)
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    assert "resuming: iteration 2 is generated" in p.stderr.read()
+    assert comparable(killed) == comparable(whole)
+    for n in (1, 2):
+        assert (killed / "samples" / f"iter_{n}.jsonl").read_text() == (whole / "samples" / f"iter_{n}.jsonl").read_text()
+
+
+def test_predictions_from_step_checks_follow_the_theory():
+    from starjax import theory
+    from starjax.star.predict import from_step_checks
+
+    # 3 steps, M = 4: step 1 right in 3 of 4 chains, step 2 in all, step 3 in half
+    checks = [[True, True, True], [True, True, False], [True, True, True], [False, True, False]]
+    out = from_step_checks(checks, 4)
+    alpha = [0.75, 1.0, 0.5]
+    d = [(4 * a - 1) / 3 for a in alpha]
+    assert out["d_hat"] == pytest.approx(d)
+    assert out["predicted_accuracy"] == pytest.approx(theory.accuracy(theory.star_update(d, 4), 4))
+    assert out["theory_kept_wrong_step"] == pytest.approx(theory.kept_wrong_step(d, 4))
+
+
+def test_diagnose_prints_the_prediction_for_a_finished_run(finished_run, capsys):
+    d, run = finished_run
+    assert main(["diagnose", *star_args(d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4",
+                                       "star.eval_temperature=1.0"), "--samples", "2", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "sampled accuracy:" in out and "predicted accuracy by iteration: 0:" in out
+    assert "effective d (assumes M=1000, T=2" in out
+    assert main(["diagnose", *star_args(d, run), "--samples", "0"]) == 2
