@@ -158,8 +158,8 @@ class AdditionConfig:
     max_digits: int = 5
     train_size: int = 1000
     test_size: int = 200
-    # Base-model seed data: scratchpads of up to seed_max_digits digits, a seed_hint_fraction of
-    # them with the answer as a hint; a seed_long_fraction longer (up to max_digits), always hinted.
+    # Base-model seed data: scratchpads of up to seed_max_digits digits, a seed_long_fraction of
+    # them longer (up to max_digits), a seed_hint_fraction of all with the answer as a hint.
     seed_size: int = 4000
     seed_max_digits: int = 2
     seed_long_fraction: float = 0.02
@@ -219,6 +219,7 @@ class PretrainConfig:
     learning_rate: float = 1e-3
     # null: train.batch_size.
     batch_size: Optional[int] = None
+    warmup_steps: int = 10
 
 
 @dataclass
@@ -393,7 +394,7 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError("star.temperature, star.eval_temperature, star.step_growth and star.test_limit must be >= 0")
     if s.num_samples > 1 and s.temperature == 0:
         raise ConfigError(f"star.num_samples={s.num_samples} with star.temperature=0 gives identical samples; set a temperature")
-    if cfg.pretrain.steps < 0 or cfg.pretrain.learning_rate <= 0 or (cfg.pretrain.batch_size or 1) < 1:
+    if cfg.pretrain.steps < 0 or cfg.pretrain.learning_rate <= 0 or (cfg.pretrain.batch_size or 1) < 1 or cfg.pretrain.warmup_steps < 0:
         raise ConfigError("pretrain.steps must be >= 0, pretrain.learning_rate > 0 and pretrain.batch_size >= 1")
     a = task.addition
     if not 1 <= a.min_digits <= a.max_digits or a.train_size < 1 or a.test_size < 1 or a.seed_max_digits < 1:

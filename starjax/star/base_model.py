@@ -41,7 +41,8 @@ def base_model(cfg: Config, rules: AxisRules, task: Task, splits: Splits, tokeni
         + (f" (skipped {sum(skipped.values())}: {skipped})" if sum(skipped.values()) else ""))
     p = cfg.pretrain
     tcfg = with_steps(dataclasses.replace(cfg.train, learning_rate=p.learning_rate, schedule="cosine",
-                                          batch_size=p.batch_size or cfg.train.batch_size), p.steps)
+                                          batch_size=p.batch_size or cfg.train.batch_size,
+                                          warmup_steps=p.warmup_steps), p.steps)
     try:
         result = fit(load_model(None, cfg.model, rules, cfg.seed), examples, tcfg, cfg.seed,
                      ckpt_dir=run_dir / "pretrain", desc="pre-train")

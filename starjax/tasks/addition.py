@@ -119,11 +119,10 @@ class Addition(Task):
         return {"vocab_size": 64, "user_symbols": ["<scratch>", "</scratch>"], "byte_fallback": False, "split_digits": False}
 
     def seed_records(self, splits: Splits) -> list[dict]:
-        """Base-model data: full scratchpads for easy sums (<= seed_max_digits digits), a
-        `seed_hint_fraction` of them shown with the answer as a hint, and a `seed_long_fraction`
-        of longer sums (up to max_digits) shown *only* with the hint. The base can then do short
-        sums, rarely a long one on its own, but can work a long one out when it is told the
-        answer: what rationalization needs to get STaR going."""
+        """Base-model data: full scratchpads, mostly for easy sums (<= seed_max_digits digits),
+        a `seed_long_fraction` spread over the longer lengths up to max_digits, and a
+        `seed_hint_fraction` of all of them shown with the answer as a hint: the base can do
+        short sums, has seen the format of long ones and the hint, and rarely gets a long one right."""
         c = self.cfg
         rng = random.Random(f"{self.seed}-addition-seed")
         longest = max(c.max_digits, c.seed_max_digits + 1)
@@ -133,6 +132,6 @@ class Addition(Task):
             n = rng.randint(c.seed_max_digits + 1, longest) if long else rng.randint(1, c.seed_max_digits)
             lo = 0 if n == 1 else 10 ** (n - 1)
             p = make_problem(f"seed-{i}", rng.randint(lo, 10**n - 1), rng.randint(lo, 10**n - 1))
-            hint = long or rng.random() < c.seed_hint_fraction
+            hint = rng.random() < c.seed_hint_fraction
             out.append({"prompt": self.prompt(p, hint=hint), "completion": self.target(p)})
         return out
