@@ -2,7 +2,12 @@
 
 import json
 import math
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from itertools import combinations
 from pathlib import Path
 
@@ -12,7 +17,7 @@ from conftest import SMALL_MODEL
 from starjax.cli import main
 from starjax.config import load_config
 from starjax.star.kept import Attempt, keep, majority_correct, merge_kept, pass_at_k
-from starjax.star.loop import fill_batch, train_steps
+from starjax.star.loop import fill_batch, reached, train_steps
 from starjax.star.setup import config_changes
 from starjax.tasks.base import Problem, Task
 from starjax.tasks.verifiers import exact
@@ -78,6 +83,16 @@ def test_step_schedule_and_small_kept_sets():
     cfg = load_config(None, ["star.first_steps=40", "star.step_growth=0.2", "train.batch_size=4", "train.seq_len=16"])
     assert [train_steps(cfg, n) for n in (1, 2, 3, 4)] == [40, 48, 58, 69]
     assert len(fill_batch([tuple(range(5))] * 3, cfg)) >= 2 * 4 * 16 // 5
+
+
+def test_resume_skips_exactly_the_phases_already_checkpointed():
+    fresh = {"iteration": 0, "phase": None}
+    trained = {"iteration": 2, "phase": "trained"}
+    assert not reached(fresh, 0, "evaluated")
+    assert reached(trained, 2, "generated") and reached(trained, 2, "trained")  # a trained policy never regenerates
+    assert not reached(trained, 2, "evaluated") and not reached(trained, 3, "generated")
+    assert reached({"iteration": 2, "phase": "generated"}, 2, "generated")
+    assert not reached({"iteration": 2, "phase": "generated"}, 2, "trained")
 
 
 def test_config_changes_ignore_the_iteration_count():
@@ -156,19 +171,12 @@ def test_an_iteration_that_keeps_nothing_logs_it_and_continues(tmp_path, capsys)
     assert last["kept"] == 0 and last["train_steps"] == 0
 
 
-def star_process(d: Path, run_dir: Path) -> "subprocess.Popen":
-    import subprocess
-    import sys
-
+def star_process(d: Path, run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "starjax.cli", "star", *star_args(d, run_dir, "runtime.num_cpu_devices=2",
                              "mesh.data=2")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def kill_when(p, ready, what: str) -> None:
-    import os
-    import signal
-    import time
-
     deadline = time.time() + 300
     while not ready():
         assert p.poll() is None and time.time() < deadline, f"run ended before {what}"

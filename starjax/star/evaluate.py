@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from starjax.config import StarConfig
 from starjax.sampling.engine import Sampler
-from starjax.star.kept import Attempt, attempts, majority_correct, pass_at_k
+from starjax.star.kept import attempts, majority_correct, pass_at_k
 from starjax.tasks.base import Problem, Task
 
 
@@ -26,8 +26,8 @@ def difficulty_key(label: str) -> tuple:
         return (1, 0.0, label)
 
 
-def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarConfig, seed: int) -> tuple[dict, list[Attempt]]:
-    """Metrics for the current policy and its greedy attempts."""
+def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarConfig, seed: int) -> dict:
+    """Test metrics of the current policy."""
     prompts = [task.prompt(p) for p in problems]
     texts = [[c.text for c in row] for row in sampler.generate(prompts, seed, temperature=0.0, num_samples=1)]
     greedy = [row[0] for row in attempts(task, problems, texts, hinted=False)]
@@ -45,4 +45,4 @@ def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarCon
             str(k): sum(pass_at_k(n, sum(a.correct for a in row), k) for row in tries) / len(tries) for k in ks
         }
         out["majority_accuracy"] = sum(majority_correct(task, p, row) for p, row in zip(problems, tries)) / len(tries)
-    return out, greedy
+    return out

@@ -38,6 +38,11 @@ def phase_step(iteration: int, phase: str) -> int:
     return 3 * iteration + PHASES.index(phase)
 
 
+def reached(state: dict, iteration: int, phase: str) -> bool:
+    """Whether the checkpointed state is at or past `phase` of `iteration`."""
+    return state["phase"] is not None and phase_step(state["iteration"], state["phase"]) >= phase_step(iteration, phase)
+
+
 def train_steps(cfg: Config, iteration: int) -> int:
     """STaR's schedule: first_steps in iteration 1, step_growth more each iteration after."""
     return round(cfg.star.first_steps * (1 + cfg.star.step_growth) ** (iteration - 1))
@@ -74,29 +79,27 @@ def run_star(cfg: Config, allow_config_change: bool = False) -> int:
         state["compilations"]["sampler"] = compiles_before + sampler.compilations
         states.save(phase_step(iteration, phase), state)
 
+    def evaluate_and_record(n: int, extra: dict) -> None:
+        began = time.perf_counter()
+        record = {"iteration": n, **state["current"], **extra,
+                  **evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, 2))}
+        record["seconds"] = {**record.get("seconds", {}), "evaluate": time.perf_counter() - began}
+        _finish_iteration(cfg, state, record, compiles_before + sampler.compilations, writer, lead)
+        commit(n, "evaluated")
+
     try:
         if not state["history"]:  # iteration 0: the base model, before any STaR iteration
-            began = time.perf_counter()
-            metrics, _ = evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, 0, 2))
-            record = {"iteration": 0, **metrics, "seconds": {"evaluate": time.perf_counter() - began},
-                      "skipped": setup.skipped}
-            _finish_iteration(cfg, state, record, compiles_before + sampler.compilations, writer, lead)
-            commit(0, "evaluated")
+            evaluate_and_record(0, {"skipped": setup.skipped})
         for n in range(state["iteration"] + (state["phase"] == "evaluated"), cfg.star.iterations + 1):
-            if state["phase"] != "generated" or state["iteration"] != n:
+            if not reached(state, n, "generated"):
                 _generate(cfg, n, state, sampler, setup, log, lead)
                 commit(n, "generated")
-            if state["phase"] != "trained" or state["iteration"] != n:
+            if not reached(state, n, "trained"):
                 policy = _train(cfg, n, state, base, policy, setup, log)
                 sampler.update(policy)
                 commit(n, "trained")
                 shutil.rmtree(run_dir / "train" / f"iter_{n}", ignore_errors=True)
-            began = time.perf_counter()
-            metrics, _ = evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, 2))
-            record = {"iteration": n, **state["current"], **metrics}
-            record["seconds"] = {**record.get("seconds", {}), "evaluate": time.perf_counter() - began}
-            _finish_iteration(cfg, state, record, compiles_before + sampler.compilations, writer, lead)
-            commit(n, "evaluated")
+            evaluate_and_record(n, {})
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
     finally:
