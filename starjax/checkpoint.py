@@ -95,16 +95,9 @@ class TrainCheckpoints:
         `like` is a state with the target shardings (e.g. a freshly initialised one).
         """
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-        for step in reversed(self.steps()):
-            try:
-                restored = self._manager.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
-                )
-                return step, restored["state"], dict(restored["meta"])
-            except Exception as e:  # a damaged checkpoint: any read error, from any layer
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                warnings.warn(f"checkpoint step {step} in {self.directory} is unreadable ({reason}); trying an older one")
-        return None
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+        found = _restore_newest(self._manager, self.directory, args)
+        return None if found is None else (found[0], found[1]["state"], dict(found[1]["meta"]))
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
@@ -127,13 +120,19 @@ class StateCheckpoints:
         self._manager.wait_until_finished()
 
     def restore_latest(self) -> dict | None:
-        for step in reversed(sorted(self._manager.all_steps())):
-            try:
-                return dict(self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.JsonRestore()))["state"])
-            except Exception as e:  # a damaged checkpoint: any read error, from any layer
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                warnings.warn(f"state checkpoint {step} in {self.directory} is unreadable ({reason}); trying an older one")
-        return None
+        found = _restore_newest(self._manager, self.directory, ocp.args.Composite(state=ocp.args.JsonRestore()))
+        return None if found is None else dict(found[1]["state"])
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _restore_newest(manager: ocp.CheckpointManager, directory: Path, args: Any) -> tuple[int, Any] | None:
+    """(step, restored items) of the newest readable step, walking back past damaged ones with a warning."""
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            return step, manager.restore(step, args=args)
+        except Exception as e:  # a damaged checkpoint: any read error, from any layer
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            warnings.warn(f"checkpoint step {step} in {directory} is unreadable ({reason}); trying an older one")
+    return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 
-from starjax.tasks.base import Problem, Splits, Task
+from starjax.tasks.base import InputTargetTask, Problem, Splits
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import numeric
 
@@ -75,7 +75,7 @@ def generate(split: str, params: dict):
 register("addition", generate)
 
 
-class Addition(Task):
+class Addition(InputTargetTask):
     name = "addition"
 
     def __init__(self, cfg, data_dir: str, seed: int):
@@ -88,10 +88,6 @@ class Addition(Task):
                       train_size=c.train_size, test_size=c.test_size)
         s = load_synthetic("addition", params, self.data_dir)
         return Splits(s["train"], s["test"])
-
-    def question_text(self, problem: Problem, hint: str | None = None) -> str:
-        hint_line = f"Hint: {hint}\n" if hint is not None else ""
-        return f"Input:\n{problem.question}\n{hint_line}Target:\n"
 
     def completion(self, rationale: str, answer: str) -> str:
         return f"{rationale}\n{answer}"

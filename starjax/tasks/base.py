@@ -102,3 +102,11 @@ class Task:
         for p in splits.train + splits.test:
             out += [self.prompt(p), self.prompt(p, hint=True), self.target(p) or p.answer]
         return out
+
+
+class InputTargetTask(Task):
+    """The STaR paper's arithmetic layout: `Input:` question, optional `Hint:` answer, `Target:`."""
+
+    def question_text(self, problem: Problem, hint: str | None = None) -> str:
+        hint_line = f"Hint: {hint}\n" if hint is not None else ""
+        return f"Input:\n{problem.question}\n{hint_line}Target:\n"

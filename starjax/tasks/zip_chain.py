@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import re
 
-from starjax.tasks.base import Problem, Splits, Task
+from starjax.tasks.base import InputTargetTask, Problem, Splits
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import exact
 
@@ -147,7 +147,7 @@ def generate(split: str, params: dict):
 register("zip_chain", generate)
 
 
-class ZipChain(Task):
+class ZipChain(InputTargetTask):
     name = "zip_chain"
 
     def __init__(self, cfg, data_dir: str, seed: int):
@@ -164,10 +164,6 @@ class ZipChain(Task):
             params["seed"] = self.seed
         s = load_synthetic("zip_chain", params, self.data_dir)
         return Splits(s["train"], s["test"])
-
-    def question_text(self, problem: Problem, hint: str | None = None) -> str:
-        hint_line = f"Hint: {hint}\n" if hint is not None else ""
-        return f"Input:\n{problem.question}\n{hint_line}Target:\n"
 
     def completion(self, rationale: str, answer: str) -> str:
         return f"{rationale}\n{answer}" if rationale else answer

@@ -34,8 +34,7 @@ class NonFiniteLoss(RuntimeError):
 @dataclasses.dataclass
 class FitResult:
     model: Transformer
-    resumed_from: int  # 0 when the phase started fresh
-    compilations: int
+    compilations: int  # 1 when this call compiled and ran steps, 0 when its checkpoint was already final
 
 
 def fit(
@@ -96,7 +95,7 @@ def fit(
         bar.close()
         if ckpts is not None:
             ckpts.close()
-    return FitResult(nnx.merge(graphdef, state.params), start, int(start < cfg.steps))
+    return FitResult(nnx.merge(graphdef, state.params), int(start < cfg.steps))
 
 
 def with_steps(cfg: TrainConfig, steps: int) -> TrainConfig:

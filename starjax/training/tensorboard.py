@@ -14,7 +14,6 @@ class TensorBoard:
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         for k, v in metrics.items():
             self._writer.add_scalar(k, v, step)
-        self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
