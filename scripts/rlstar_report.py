@@ -5,7 +5,8 @@ and one PNG of accuracy per iteration.
         --plot docs/rlstar_neural.png > /tmp/tables.md
 
 Per iteration n: the neural policy's sampled accuracy (pass@1 over eval_samples samples at
-temperature 1), the theory's one-step prediction for it from d_hat of policy n-1 (measured on
+temperature 1), the tabular accuracy implied by policy n's own d_hat (a check of the uniform-error
+assumption), the theory's one-step prediction for it from d_hat of policy n-1 (measured on
 that policy's samples), the pure theory curve from the pre-training kernel's d, d_hat_t of
 policy n (measured when iteration n+1 samples from it), and the share of kept trajectories with
 a wrong intermediate step, measured and predicted from d_hat.
@@ -42,6 +43,7 @@ def rows(history: list[dict], cfg: dict) -> list[dict]:
             "predicted": r.get("predicted_accuracy"),
             "theory_nominal": pure[n] if n < len(pure) else None,
             "d_hat": nxt.get("d_hat"),
+            "theory_own": nxt.get("theory_accuracy_now"),
             "kept_wrong": nxt.get("kept_wrong_step"),
             "kept_wrong_theory": nxt.get("theory_kept_wrong_step"),
         })
@@ -50,11 +52,11 @@ def rows(history: list[dict], cfg: dict) -> list[dict]:
 
 def markdown(name: str, table: list[dict]) -> str:
     f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    lines = [f"**{name}**", "", "| iteration | neural accuracy | theory (from previous d_hat) | theory (nominal d) | d_hat per step | kept with a wrong step: measured / theory |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"**{name}**", "", "| iteration | neural accuracy | theory from its own d_hat | theory from previous d_hat | theory (nominal d) | d_hat per step | kept with a wrong step: measured / theory |",
+             "|---|---|---|---|---|---|---|"]
     for r in table:
         d = "-" if r["d_hat"] is None else ", ".join(f"{x:.3f}" for x in r["d_hat"])
-        lines.append(f"| {r['iteration']} | {f(r['neural'])} | {f(r['predicted'])} | {f(r['theory_nominal'])} | {d} | "
+        lines.append(f"| {r['iteration']} | {f(r['neural'])} | {f(r['theory_own'])} | {f(r['predicted'])} | {f(r['theory_nominal'])} | {d} | "
                      f"{f(r['kept_wrong'])} / {f(r['kept_wrong_theory'])} |")
     return "\n".join(lines)
 

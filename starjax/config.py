@@ -176,6 +176,11 @@ class ZipChainConfig:
     seed_per_question: int = 64
     # Train = test = all 4^bits pairs (as in RL-STaR) unless test_fraction > 0.
     test_fraction: float = 0.0
+    # true: the policy sees only the current state at each step, as in the tabular model; each
+    # step is its own generation from a prompt holding the previous state, and every chain
+    # trains as T one-step records. false: one completion of the whole chain, with the question
+    # and every earlier state in context (which lets a transformer skip the chain: docs/rlstar.md).
+    markov: bool = False
 
 
 @dataclass
@@ -220,6 +225,12 @@ class PretrainConfig:
     # null: train.batch_size.
     batch_size: Optional[int] = None
     warmup_steps: int = 10
+    # Steps on the gold targets of the training questions before the seed data (0 = none): a
+    # small model learns the task's moves from clean data in a few steps and then fits the
+    # noisy seed data's odds, which it rarely finds from scratch (docs/rlstar.md).
+    warm_steps: int = 0
+    # null: pretrain.learning_rate.
+    warm_learning_rate: Optional[float] = None
 
 
 @dataclass
@@ -232,6 +243,8 @@ class StarConfig:
     # Samples per question while generating (1 with temperature 0 = greedy, as in STaR).
     num_samples: int = 1
     temperature: float = 0.0
+    # Hinted samples per failed question (null: num_samples).
+    rationalize_samples: Optional[int] = None
     # Cap on kept rationales per question, and drop duplicate rationales (ReST-EM / RFT).
     max_kept_per_question: int = 1
     dedupe: bool = True
@@ -392,10 +405,16 @@ def validate_star(cfg: Config) -> None:
             raise ConfigError(f"star.{key}={getattr(s, key)} must be >= 1")
     if s.temperature < 0 or s.eval_temperature < 0 or s.step_growth < 0 or s.test_limit < 0:
         raise ConfigError("star.temperature, star.eval_temperature, star.step_growth and star.test_limit must be >= 0")
+    if s.rationalize_samples is not None and s.rationalize_samples < 1:
+        raise ConfigError(f"star.rationalize_samples={s.rationalize_samples} must be >= 1 (or null: star.num_samples)")
     if s.num_samples > 1 and s.temperature == 0:
         raise ConfigError(f"star.num_samples={s.num_samples} with star.temperature=0 gives identical samples; set a temperature")
-    if cfg.pretrain.steps < 0 or cfg.pretrain.learning_rate <= 0 or (cfg.pretrain.batch_size or 1) < 1 or cfg.pretrain.warmup_steps < 0:
-        raise ConfigError("pretrain.steps must be >= 0, pretrain.learning_rate > 0 and pretrain.batch_size >= 1")
+    p = cfg.pretrain
+    if p.steps < 0 or p.learning_rate <= 0 or (p.batch_size or 1) < 1 or p.warmup_steps < 0 or p.warm_steps < 0:
+        raise ConfigError("pretrain.steps, warmup_steps and warm_steps must be >= 0, pretrain.learning_rate > 0 "
+                          "and pretrain.batch_size >= 1")
+    if p.warm_learning_rate is not None and p.warm_learning_rate <= 0:
+        raise ConfigError(f"pretrain.warm_learning_rate={p.warm_learning_rate} must be > 0 (or null: pretrain.learning_rate)")
     a = task.addition
     if not 1 <= a.min_digits <= a.max_digits or a.train_size < 1 or a.test_size < 1 or a.seed_max_digits < 1:
         raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")

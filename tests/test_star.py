@@ -4,6 +4,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,3 +233,31 @@ def test_diagnose_prints_the_prediction_for_a_finished_run(finished_run, capsys)
     assert "sampled accuracy:" in out and "predicted accuracy by iteration: 0:" in out
     assert "effective d (assumes M=1000, T=2" in out
     assert main(["diagnose", *star_args(d, run), "--samples", "0"]) == 2
+
+
+def test_warm_start_trains_on_gold_targets_first_and_a_restart_reuses_it(tmp_path):
+    from starjax import runtime
+    from starjax.checkpoint import save_params
+    from starjax.star.base_model import base_model
+    from starjax.star.setup import prepare
+
+    cfg = load_config(None, [*SMALL_MODEL, "model.vocab_size=null", f"run_dir={tmp_path / 'run'}",
+                             f"task.data_dir={tmp_path / 'tfds'}", "task.name=zip_chain", "task.zip_chain.bits=2",
+                             "task.zip_chain.seed_per_question=2", "pretrain.warm_steps=3", "pretrain.steps=2",
+                             "train.batch_size=8", "train.seq_len=64", "sampler.prompt_buckets=[32]"])
+    setup = prepare(cfg, allow_config_change=False)
+    rules = runtime.start(cfg)
+    logs: list[str] = []
+    setup.load(logs.append)
+    args = (cfg, rules, setup.task, setup.splits, setup.tokenizer, logs.append)
+    model = base_model(*args)
+    run = tmp_path / "run"
+    assert "warm start: 3 steps on 16 examples" in logs  # one gold target per question (4^2 pairs)
+    assert "pre-train: 2 steps on 32 examples" in logs
+    assert (run / "base").is_dir() and not any((run / d).exists() for d in ("warm", "pretrain_warm", "pretrain"))
+    # a run stopped after its warm start goes on from the saved warm model, without warming again
+    shutil.rmtree(run / "base")
+    save_params(run / "warm", model)
+    logs.clear()
+    base_model(*args)
+    assert not any(line.startswith("warm start") for line in logs) and "pre-train: 2 steps on 32 examples" in logs

@@ -190,6 +190,39 @@ def test_seed_data_follows_the_noisy_kernel(tmp_path):
     assert other.seed_records(other.load()) != records
 
 
+class _KernelSampler:
+    """Stands in for the model: answers any `Input:` state with its correct next state (and junk
+    after it), and records every prompt it was asked."""
+
+    def __init__(self, bits: int):
+        self.bits, self.prompts = bits, []
+
+    def generate(self, prompts, seed, temperature, num_samples):
+        self.prompts += prompts
+        row = lambda p: [types.SimpleNamespace(text=zc.step(p.split("\n")[1], self.bits) + "\nx.y00")] * num_samples  # noqa: E731
+        return [row(p) for p in prompts]
+
+
+def test_markov_zip_chain_asks_one_step_at_a_time_and_trains_on_single_steps(tmp_path):
+    task = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=3", "task.zip_chain.markov=true"))
+    problems = task.load().train[:5]
+    sampler = _KernelSampler(3)
+    rows = task.complete(sampler, [task.prompt(p) for p in problems], 0, 1.0, 2)
+    assert [[task.step_checks(p, c) for c in row] for p, row in zip(problems, rows)] == [[[True] * 3] * 2] * 5
+    assert all(row == [task.target(p)] * 2 for p, row in zip(problems, rows))
+    assert len(sampler.prompts) == 5 + 2 * 10  # the questions, then one prompt per chain for steps 2 and 3
+    assert all(p.count("\n") == 3 and p.startswith("Input:\nx") for p in sampler.prompts)  # the current state only
+    steps = task.training_records([{"id": problems[0].id, "prompt": task.prompt(problems[0]), "completion": rows[0][0]}])
+    states = [problems[0].question, *rows[0][0].split("\n")]
+    assert [(r["prompt"], r["completion"]) for r in steps] == [(task.step_prompt(a), b) for a, b in zip(states, states[1:])]
+    broken = _KernelSampler(3)
+    broken.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0")]] * len(prompts)  # noqa: E731
+    assert task.complete(broken, [task.prompt(problems[0])], 0, 1.0, 1) == [["x1.1y0"]]  # a malformed state ends the chain
+    whole = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=3"))
+    assert whole.training_records(steps) == steps
+    assert whole.complete(_KernelSampler(3), [task.prompt(problems[0])], 0, 1.0, 1)[0][0].endswith("x.y00")
+
+
 def test_seed_delta_one_means_gold_trajectories(tmp_path):
     task = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=2", "task.zip_chain.seed_delta=[1.0]",
                             "task.zip_chain.seed_per_question=2"))

@@ -2,7 +2,8 @@
 task's seed data (pretrain.steps > 0), or a random init (smoke tests only).
 
 Pre-training is a resumable phase of its own: its train state is checkpointed under
-RUN_DIR/pretrain/ and the result saved to RUN_DIR/base/, which later runs reuse.
+RUN_DIR/pretrain/ and the result saved to RUN_DIR/base/, which later runs reuse. An optional
+warm start on the gold targets comes first (RUN_DIR/pretrain_warm/, then RUN_DIR/warm/).
 """
 
 from __future__ import annotations
@@ -32,22 +33,38 @@ def base_model(cfg: Config, rules: AxisRules, task: Task, splits: Splits, tokeni
     run_dir = Path(cfg.run_dir)
     if (run_dir / "base").is_dir():
         return load_model(run_dir / "base", cfg.model, rules, cfg.seed)
-    records = task.seed_records(splits)
+    p = cfg.pretrain
+    model = load_model(None, cfg.model, rules, cfg.seed)
+    if p.warm_steps:
+        if (run_dir / "warm").is_dir():
+            model = load_model(run_dir / "warm", cfg.model, rules, cfg.seed)
+        else:
+            model = _pretrain(cfg, model, task.training_records(task.gold_records(splits)), tokenizer, p.warm_steps,
+                              p.warm_learning_rate or p.learning_rate, run_dir / "pretrain_warm", "warm start", log)
+            save_params(run_dir / "warm", model, overwrite=True)  # the stage is done: a restart goes on from here
+            shutil.rmtree(run_dir / "pretrain_warm", ignore_errors=True)
+    model = _pretrain(cfg, model, task.training_records(task.seed_records(splits)), tokenizer, p.steps, p.learning_rate,
+                      run_dir / "pretrain", "pre-train", log)
+    save_params(run_dir / "base", model, overwrite=True)
+    for stage in ("pretrain", "warm"):
+        shutil.rmtree(run_dir / stage, ignore_errors=True)
+    return model
+
+
+def _pretrain(cfg: Config, model: Transformer, records: list[dict], tokenizer: Tokenizer, steps: int,
+              learning_rate: float, ckpt_dir: Path, desc: str, log: Callable[[str], None]) -> Transformer:
+    """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`."""
     examples, skipped = tokenize_records(records, tokenizer, cfg.train.seq_len)
     if not examples:
-        raise ConfigError(f"task {task.name!r} gave no usable seed data for pre-training (skipped: {skipped}); "
+        raise ConfigError(f"{desc}: the task gave no usable records (skipped: {skipped}); "
                           "set star.base or pretrain.steps=0")
-    log(f"pre-training the base model: {cfg.pretrain.steps} steps on {len(examples)} seed examples"
+    log(f"{desc}: {steps} steps on {len(examples)} examples"
         + (f" (skipped {sum(skipped.values())}: {skipped})" if sum(skipped.values()) else ""))
     p = cfg.pretrain
-    tcfg = with_steps(dataclasses.replace(cfg.train, learning_rate=p.learning_rate, schedule="cosine",
+    tcfg = with_steps(dataclasses.replace(cfg.train, learning_rate=learning_rate, schedule="cosine",
                                           batch_size=p.batch_size or cfg.train.batch_size,
-                                          warmup_steps=p.warmup_steps), p.steps)
+                                          warmup_steps=p.warmup_steps), steps)
     try:
-        result = fit(load_model(None, cfg.model, rules, cfg.seed), examples, tcfg, cfg.seed,
-                     ckpt_dir=run_dir / "pretrain", desc="pre-train")
+        return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc).model
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
-    save_params(run_dir / "base", result.model, overwrite=True)
-    shutil.rmtree(run_dir / "pretrain", ignore_errors=True)
-    return result.model

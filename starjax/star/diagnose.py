@@ -47,9 +47,8 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     sampler = Sampler(model, setup.tokenizer, cfg.sampler)
     log(f"sampling {args.samples} per question for {len(problems)} questions at temperature {args.temperature} "
         f"from {checkpoint}")
-    rows = sampler.generate([task.prompt(p) for p in problems], cfg.seed, temperature=args.temperature,
-                            num_samples=args.samples)
-    tries = attempts(task, problems, [[c.text for c in row] for row in rows], hinted=False)
+    texts = task.complete(sampler, [task.prompt(p) for p in problems], cfg.seed, args.temperature, args.samples)
+    tries = attempts(task, problems, texts, hinted=False)
     accuracy = sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)
     print(f"sampled accuracy: {accuracy:.4f} ({args.samples} x {len(problems)} samples)")
     if hasattr(task, "step_checks"):

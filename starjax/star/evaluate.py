@@ -29,7 +29,7 @@ def difficulty_key(label: str) -> tuple:
 def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarConfig, seed: int) -> dict:
     """Test metrics of the current policy."""
     prompts = [task.prompt(p) for p in problems]
-    texts = [[c.text for c in row] for row in sampler.generate(prompts, seed, temperature=0.0, num_samples=1)]
+    texts = task.complete(sampler, prompts, seed, 0.0, 1)
     greedy = [row[0] for row in attempts(task, problems, texts, hinted=False)]
     correct = [a.correct for a in greedy]
     out: dict = {
@@ -38,8 +38,7 @@ def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarCon
     }
     n = cfg.eval_samples
     if n > 1:
-        rows = sampler.generate(prompts, seed + 1, temperature=cfg.eval_temperature, num_samples=n)
-        tries = attempts(task, problems, [[c.text for c in row] for row in rows], hinted=False)
+        tries = attempts(task, problems, task.complete(sampler, prompts, seed + 1, cfg.eval_temperature, n), hinted=False)
         ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n} | {n})
         out["pass_at_k"] = {
             str(k): sum(pass_at_k(n, sum(a.correct for a in row), k) for row in tries) / len(tries) for k in ks

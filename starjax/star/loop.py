@@ -116,9 +116,8 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
     """Samples rationales for every training question, verifies them, rationalizes the failures."""
     task, train, s = setup.task, setup.train, cfg.star
     began = time.perf_counter()
-    rows = sampler.generate([task.prompt(p) for p in train], _seed(cfg, n, 0), temperature=s.temperature,
-                            num_samples=s.num_samples)
-    tries = attempts(task, train, [[c.text for c in row] for row in rows], hinted=False)
+    texts = task.complete(sampler, [task.prompt(p) for p in train], _seed(cfg, n, 0), s.temperature, s.num_samples)
+    tries = attempts(task, train, texts, hinted=False)
     solved = [any(a.correct for a in row) for row in tries]
     current = {"train_accuracy": sum(solved) / len(train),
                "train_accuracy_by_difficulty": by_difficulty(train, solved),
@@ -132,9 +131,9 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
         began = time.perf_counter()
         failed = [p for p, ok in zip(train, solved) if not ok and p.id in setup.hintable]
         if failed:
-            hinted_rows = sampler.generate([task.prompt(p, hint=True) for p in failed], _seed(cfg, n, 1),
-                                           temperature=s.temperature, num_samples=s.num_samples)
-            hinted = attempts(task, failed, [[c.text for c in row] for row in hinted_rows], hinted=True)
+            hinted_texts = task.complete(sampler, [task.prompt(p, hint=True) for p in failed], _seed(cfg, n, 1),
+                                         s.temperature, s.rationalize_samples or s.num_samples)
+            hinted = attempts(task, failed, hinted_texts, hinted=True)
             rationalized = keep(task, failed, hinted, s.max_kept_per_question, s.dedupe)
             samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
         seconds["rationalize"] = time.perf_counter() - began
@@ -157,7 +156,7 @@ def _train(cfg: Config, n: int, state: dict, base, policy, setup: RunSetup, log)
     """Fine-tunes on the kept set (from the base model, or the last policy) and saves the result."""
     run_dir = Path(cfg.run_dir)
     records = state["kept_all"] if cfg.star.accumulate else state["kept"]
-    examples, skipped = tokenize_records(records, setup.tokenizer, cfg.train.seq_len)
+    examples, skipped = tokenize_records(setup.task.training_records(records), setup.tokenizer, cfg.train.seq_len)
     steps = train_steps(cfg, n)
     began = time.perf_counter()
     if not examples:

@@ -9,7 +9,10 @@ on its own last line, after the rationale.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from starjax.sampling.engine import Sampler
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,24 @@ class Task:
         answer = self.extract(completion)
         return answer, answer is not None and self.verifier(answer, problem.answer)
 
-    def seed_records(self, splits: Splits) -> list[dict]:
-        """(prompt, completion) records to pre-train a base model on; default: gold targets of train."""
+    def gold_records(self, splits: Splits) -> list[dict]:
+        """(prompt, gold target) records of the training questions that have a target."""
         return [{"prompt": self.prompt(p), "completion": self.target(p)} for p in splits.train if self.target(p)]
+
+    def seed_records(self, splits: Splits) -> list[dict]:
+        """(prompt, completion) records to pre-train a base model on; default: `gold_records`."""
+        return self.gold_records(splits)
+
+    def complete(self, sampler: "Sampler", prompts: list[str], seed: int, temperature: float,
+                 num_samples: int) -> list[list[str]]:
+        """`num_samples` completions per prompt: one continuation of each prompt by default."""
+        rows = sampler.generate(prompts, seed, temperature=temperature, num_samples=num_samples)
+        return [[c.text for c in row] for row in rows]
+
+    def training_records(self, records: list[dict]) -> list[dict]:
+        """The (prompt, completion) records a model is trained on for these whole-chain records:
+        the records themselves, unless the task samples its chains in pieces (`complete`)."""
+        return records
 
     def chain_shape(self, problem: Problem) -> tuple[int, int] | None:
         """(M candidate next states per step, T steps) in RL-STaR's tabular view, if the task has one."""

@@ -12,7 +12,9 @@ next state with probability d_t and otherwise a uniformly random level-t state (
 the correct one has probability (1 + (M-1) d_t) / M, exactly the model in `starjax.theory`.
 
 Format: prompt `Input:\\nx101.011\\nTarget:\\n`, completion s_1..s_T one per line (the answer s_T
-last). Every pair is a problem; train = test = all pairs unless `test_fraction` > 0.
+last). Every pair is a problem; train = test = all pairs unless `test_fraction` > 0. With
+`markov`, the policy is asked one step at a time (prompt `Input:\\n<s_t-1>\\nTarget:\\n`,
+completion s_t) and the T answers are joined into the same completion format.
 difficulty is "": every problem has the same T steps and, in the tabular model, the same odds.
 """
 
@@ -25,6 +27,7 @@ from starjax.tasks.base import InputTargetTask, Problem, Splits
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import exact
 
+_QUESTION = re.compile(r"Input:\n(.*)\n")
 _STATE = re.compile(r"x([01]*)\.([01]*)(?:y([01]{2}(?:\.[01]{2})*))?")
 
 
@@ -70,6 +73,11 @@ def pairs_of(bits: int) -> list[tuple[str, str]]:
     """All 4^bits (a, b) pairs, a-major."""
     numbers = [format(i, f"0{bits}b") for i in range(2**bits)]
     return [(a, b) for a in numbers for b in numbers]
+
+
+def _first_line(text: str) -> str:
+    lines = completion_lines(text)
+    return lines[0] if lines else ""
 
 
 def completion_lines(completion: str) -> list[str]:
@@ -180,6 +188,35 @@ class ZipChain(InputTargetTask):
 
     def tokenizer_options(self) -> dict:
         return {"vocab_size": 32, "user_symbols": [], "byte_fallback": False, "split_digits": True}
+
+    def step_prompt(self, state: str) -> str:
+        return f"Input:\n{state}\nTarget:\n"
+
+    def complete(self, sampler, prompts: list[str], seed: int, temperature: float, num_samples: int) -> list[list[str]]:
+        """Markov: T rounds, each sampling the next state from a prompt that holds only the current one."""
+        if not self.cfg.markov:
+            return super().complete(sampler, prompts, seed, temperature, num_samples)
+        first = super().complete(sampler, prompts, seed, temperature, num_samples)
+        chains = [[_first_line(text)] for row in first for text in row]
+        for t in range(1, self.num_steps):
+            # a malformed state ends its chain (every later step is wrong anyway, see step_checks)
+            live = [c for c in chains if level(c[-1], self.num_steps) == t]
+            nxt = super().complete(sampler, [self.step_prompt(c[-1]) for c in live], (seed * 1_000_003 + t) % 2**31,
+                                   temperature, 1) if live else []
+            for chain, row in zip(live, nxt):
+                chain.append(_first_line(row[0]))
+        joined = ["\n".join(c) for c in chains]
+        return [joined[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+
+    def training_records(self, records: list[dict]) -> list[dict]:
+        """Markov: each chain becomes T one-step records (previous state -> next state)."""
+        if not self.cfg.markov:
+            return records
+        out = []
+        for r in records:
+            states = [_QUESTION.search(r["prompt"]).group(1), *completion_lines(r["completion"])]
+            out += [{**r, "prompt": self.step_prompt(a), "completion": b} for a, b in zip(states, states[1:])]
+        return out
 
     def step_checks(self, problem: Problem, completion: str) -> list[bool]:
         return step_checks(problem, completion, self.num_steps)
