@@ -78,8 +78,10 @@ def main() -> None:
         for ax, (name, t) in zip(axes[0], tables.items()):
             its = [r["iteration"] for r in t]
             ax.plot(its, [r["neural"] for r in t], "k-o", label="neural (sampled)")
-            ax.plot(its, [r["predicted"] if r["predicted"] is not None else float("nan") for r in t], "x:", color="tab:red",
-                    label="theory from previous d_hat")
+            nan = lambda x: float("nan") if x is None else x  # noqa: E731
+            ax.plot(its, [nan(r["theory_own"]) for r in t], "s-", color="tab:green", ms=3, alpha=0.8,
+                    label="theory from its own d_hat")
+            ax.plot(its, [nan(r["predicted"]) for r in t], "x:", color="tab:red", label="theory from previous d_hat")
             ax.plot(its, [r["theory_nominal"] for r in t], "--", color="tab:blue", label="theory, nominal d")
             ax.set(title=name, xlabel="iteration", ylabel="accuracy", ylim=(-0.02, 1.02))
             ax.grid(alpha=0.3)
