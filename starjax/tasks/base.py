@@ -126,5 +126,10 @@ class InputTargetTask(Task):
     """The STaR paper's arithmetic layout: `Input:` question, optional `Hint:` answer, `Target:`."""
 
     def question_text(self, problem: Problem, hint: str | None = None) -> str:
-        hint_line = f"Hint: {hint}\n" if hint is not None else ""
-        return f"Input:\n{problem.question}\n{hint_line}Target:\n"
+        return input_target(problem.question, hint)
+
+
+def input_target(question: str, hint: str | None = None) -> str:
+    """`Input:` question, optional `Hint:` line, `Target:`; the text the model continues."""
+    hint_line = f"Hint: {hint}\n" if hint is not None else ""
+    return f"Input:\n{question}\n{hint_line}Target:\n"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import re
 
-from starjax.tasks.base import InputTargetTask, Problem, Splits
+from starjax.tasks.base import InputTargetTask, Problem, Splits, input_target
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import exact
 
@@ -190,7 +190,7 @@ class ZipChain(InputTargetTask):
         return {"vocab_size": 32, "user_symbols": [], "byte_fallback": False, "split_digits": True}
 
     def step_prompt(self, state: str) -> str:
-        return f"Input:\n{state}\nTarget:\n"
+        return input_target(state)
 
     def complete(self, sampler, prompts: list[str], seed: int, temperature: float, num_samples: int) -> list[list[str]]:
         """Markov: T rounds, each sampling the next state from a prompt that holds only the current one."""
