@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo venv clean
+.PHONY: test demo venv torch-env clean
 
 venv: $(STAMP)
 
@@ -17,7 +17,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# The PyTorch side of the Hugging Face parity tests: its own Python 3.11 environment, where the
+# CPU build of torch is served from local disk (see tests/hf/requirements-torch.txt). Without a
+# Python 3.11 the parity tests skip with a message; everything else still runs.
+TORCH_VENV ?= .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.installed-stamp
+PY311 ?= $(shell command -v python3.11 2>/dev/null || ls $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.11*/bin/python3 2>/dev/null | tail -1)
+
+torch-env: $(TORCH_STAMP)
+
+$(TORCH_STAMP): tests/hf/requirements-torch.txt
+	@if [ -z "$(PY311)" ]; then echo "note: no Python 3.11 found; the transformers parity tests will skip"; exit 0; fi; \
+	  set -e; [ -x $(TORCH_VENV)/bin/python ] || "$(PY311)" -m venv $(TORCH_VENV); \
+	  echo "installing the PyTorch parity environment in $(TORCH_VENV)"; \
+	  $(TORCH_VENV)/bin/python -m pip install --quiet -r tests/hf/requirements-torch.txt; \
+	  touch $(TORCH_STAMP)
+
+test: $(STAMP) $(TORCH_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # STaR on addition, end to end on CPU (data, tokenizer, base pre-training, 5 iterations) into runs/demo.
@@ -26,4 +42,4 @@ demo: $(STAMP)
 	$(VENV)/bin/starjax star configs/demo.yaml $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(TORCH_VENV) .pytest_cache

@@ -61,7 +61,12 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
 
 
 def load_model(directory: str | Path | None, cfg: ModelConfig, rules: AxisRules, seed: int) -> Transformer:
-    """Parameters from DIRECTORY (a save_params checkpoint), or a random init when it is None."""
+    """Parameters from DIRECTORY (a save_params checkpoint); when it is None, the `model.from_hf`
+    checkpoint's, or a random init."""
+    if directory is None and cfg.from_hf is not None:
+        from starjax.hf.convert import load_hf_model  # imports this module
+
+        return load_hf_model(cfg.from_hf, cfg, rules)
     if directory is None:
         return create_model(cfg, rules, seed)
     try:

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     source = sample.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", action="append", help="a prompt (repeatable); \\n in it stands for a newline")
     source.add_argument("--prompts-file", help="one prompt per line, or .jsonl records with a \"prompt\" field")
-    sample.add_argument("--checkpoint", help="model parameters saved by starjax (default: random init, for smoke tests)")
+    sample.add_argument("--checkpoint", help="model parameters saved by starjax (default: model.from_hf's, else a random "
+                                              "init for smoke tests)")
     sample.add_argument("--output", help="write JSONL results here instead of standard output")
     sft = sub.add_parser("sft", help="fine-tune on (prompt, completion) records; rerun to resume")
     _config_args(sft)
@@ -50,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--iterations", type=int, default=5, help="iterations to predict (default 5)")
     diagnose.add_argument("--states", type=int, default=1000, help="M for tasks without a chain shape (default 1000)")
     diagnose.add_argument("--steps", type=int, default=3, help="T for tasks without a chain shape (default 3)")
+    imp = sub.add_parser("import-hf", help="convert a Hugging Face checkpoint directory to a starjax (Orbax) one")
+    imp.add_argument("path", help="Hugging Face directory: config.json + *.safetensors (+ tokenizer files)")
+    imp.add_argument("out", help="new directory: params/ (Orbax) + the config and tokenizer files; use as model.from_hf")
+    imp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.param_dtype=bfloat16 mesh.fsdp=8")
+    exp = sub.add_parser("export-hf", help="write starjax parameters as a Hugging Face directory (config.json + safetensors)")
+    exp.add_argument("config", help="the run's YAML config (its model, tokenizer and run_dir)")
+    exp.add_argument("out", help="new directory for config.json, *.safetensors and tokenizer files")
+    exp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run_dir=runs/gsm8k")
+    exp.add_argument("--checkpoint", help="parameters to export (default: the newest policy in run_dir, else its base, "
+                                          "else model.from_hf)")
+    exp.add_argument("--dtype", default="bfloat16", help="tensor dtype written (default bfloat16)")
+    exp.add_argument("--max-shard-size", default="5GB", help="split the weights into files of at most this size (default 5GB)")
     theory = sub.add_parser("theory", help="RL-STaR's tabular model: accuracy per STaR iteration, exact or simulated")
     theory.add_argument("--states", type=int, required=True, metavar="M", help="candidate next states per step (M >= 2)")
     theory.add_argument("--steps", type=int, required=True, metavar="T", help="reasoning steps per chain (T >= 1)")
@@ -123,13 +136,26 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return run_sft(_resolve(args, stream=sys.stderr))
 
 
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from starjax.hf.cli import run_import
+
+    return run_import(args)
+
+
+def cmd_export_hf(args: argparse.Namespace) -> int:
+    from starjax.hf.cli import run_export
+
+    return run_export(args, _resolve(args, stream=sys.stderr))
+
+
 def cmd_theory(args: argparse.Namespace) -> int:
     from starjax.theory.cli import run_theory
 
     return run_theory(args)
 
 
-COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft, "star": cmd_star, "diagnose": cmd_diagnose, "theory": cmd_theory}
+COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft, "star": cmd_star, "diagnose": cmd_diagnose, "theory": cmd_theory,
+            "import-hf": cmd_import_hf, "export-hf": cmd_export_hf}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,6 +67,19 @@ class MeshConfig:
 
 
 @dataclass
+class RopeScalingConfig:
+    # "llama3" (Llama 3.1+) or "linear"; other Hugging Face rope types are refused at import.
+    rope_type: str = "llama3"
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+ACTIVATIONS = ("silu", "gelu_tanh")
+
+
+@dataclass
 class ModelConfig:
     # Named size preset (see starjax/model/presets.py); explicit keys override its values.
     preset: Optional[str] = None
@@ -86,6 +99,17 @@ class ModelConfig:
     init_std: float = 0.02
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
+    # Architecture variants real checkpoints need (model.from_hf sets them): the gated MLP's
+    # activation (silu = SwiGLU; gelu_tanh = Gemma's GeGLU), embeddings times sqrt(d_model)
+    # (Gemma), RMSNorm as x * (norm_offset + scale) (Gemma: 1), rotary scaling (Llama 3.1+).
+    activation: str = "silu"
+    scale_embeddings: bool = False
+    norm_offset: float = 0.0
+    rope_scaling: Optional[RopeScalingConfig] = None
+    # A Hugging Face checkpoint directory (config.json + safetensors, or an `import-hf` output):
+    # its config.json sets the architecture keys above, it gives the initial parameters (in
+    # param_dtype) wherever a random init would be used, and its tokenizer when tokenizer.path is null.
+    from_hf: Optional[str] = None
 
 
 @dataclass
@@ -195,14 +219,22 @@ class FileTaskConfig:
     # tfds only: splits to read; test_split null = hold out `test_fraction` of train_split.
     train_split: str = "train"
     test_split: Optional[str] = "test"
-    # The rows' own names for question/answer/rationale/difficulty.
+    # The rows' own names for question/answer/rationale/difficulty (and choices: commonsenseqa).
     fields: Dict[str, str] = field(
         default_factory=lambda: {"question": "question", "answer": "answer", "rationale": "rationale", "difficulty": "difficulty"}
     )
-    # exact, numeric, choice, or package.module:function(predicted, gold) -> bool.
-    verifier: str = "exact"
-    # Training problems with a rationale shown before each question.
+    # Row and prompt layout: plain (`Question:` / `Answer:`), or the STaR paper's gsm8k or
+    # commonsenseqa (docs/tasks.md).
+    format: str = "plain"
+    # exact, numeric, choice, or package.module:function(predicted, gold) -> bool;
+    # null = the format's own: plain exact, gsm8k numeric, commonsenseqa choice.
+    verifier: Optional[str] = None
+    # Problems with a rationale shown before each question: the first N training problems, or of
+    # few_shot_file when set (there 0 = all of the file's exemplars: it is written for the purpose).
     few_shot: int = 0
+    # A JSONL file of exemplars with rationales, in the same format and field names as the data
+    # (the STaR paper's hand-written CommonsenseQA rationales); null = use training problems.
+    few_shot_file: Optional[str] = None
 
 
 @dataclass
@@ -298,6 +330,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         raise ConfigError(_type_message(e)) from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"invalid config: {e.msg}") from None
+    if cfg.model.from_hf is not None:
+        from starjax.hf.config import apply_hf_architecture  # reads one small JSON file
+
+        apply_hf_architecture(cfg.model)
     validate(cfg)
     return cfg
 
@@ -332,6 +368,10 @@ def validate(cfg: Config) -> None:
         )
     if (m.head_dim or m.d_model // m.num_heads) % 2:
         raise ConfigError("rotary embeddings need an even head dimension; change model.head_dim")
+    if m.activation not in ACTIVATIONS:
+        raise ConfigError(f"model.activation={m.activation!r} must be one of {list(ACTIVATIONS)}")
+    if m.rope_scaling is not None and m.rope_scaling.rope_type not in ("llama3", "linear"):
+        raise ConfigError(f"model.rope_scaling.rope_type={m.rope_scaling.rope_type!r} must be 'llama3' or 'linear'")
     for key in ("param_dtype", "compute_dtype"):
         if getattr(m, key) not in DTYPES:
             raise ConfigError(f"model.{key}={getattr(m, key)!r} must be one of {list(DTYPES)}")
@@ -392,6 +432,8 @@ def validate_train(t: TrainConfig) -> None:
 
 
 TASKS = ("addition", "zip_chain", "jsonl", "tfds")
+FILE_FORMATS = ("plain", "gsm8k", "commonsenseqa")  # task.jsonl/tfds.format; starjax.tasks.formats implements them
+FILE_FIELDS = ("question", "answer", "rationale", "difficulty", "choices")
 
 
 def validate_star(cfg: Config) -> None:
@@ -433,9 +475,11 @@ def validate_star(cfg: Config) -> None:
         f = getattr(task, name)
         if not 0 <= f.test_fraction < 1 or f.few_shot < 0:
             raise ConfigError(f"task.{name} needs 0 <= test_fraction < 1 and few_shot >= 0")
-        unknown = sorted(set(f.fields) - {"question", "answer", "rationale", "difficulty"})
+        unknown = sorted(set(f.fields) - set(FILE_FIELDS))
         if unknown:
-            raise ConfigError(f"task.{name}.fields has unknown keys {unknown}; use question, answer, rationale, difficulty")
+            raise ConfigError(f"task.{name}.fields has unknown keys {unknown}; use {', '.join(FILE_FIELDS)}")
+        if f.format not in FILE_FORMATS:
+            raise ConfigError(f"task.{name}.format={f.format!r} is unknown; choose one of {list(FILE_FORMATS)}")
     if task.name in ("jsonl", "tfds"):
         f, what = getattr(task, task.name), "a JSONL file" if task.name == "jsonl" else "a TFDS dataset name"
         if f.train is None:

@@ -37,6 +37,10 @@ class Tokenizer:
         self.bos_id: int = self._sp.bos_id() if self._sp.bos_id() >= 0 else self.eos_id
         # Llama-style models often have no pad piece; padding is always masked, so eos serves.
         self.pad_id: int = self._sp.pad_id() if self._sp.pad_id() >= 0 else self.eos_id
+        # Checkpoint tokenizers (starjax.hf.tokenizer) may turn bos off and add stop ids.
+        self.adds_bos = True
+        self.extra_stop_ids: list[int] = []
+        self.prepend_space = False  # a space before text that has none (transformers' Metaspace "first")
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
@@ -50,8 +54,10 @@ class Tokenizer:
         return self._sp.vocab_size()
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        if self.prepend_space and not text.startswith(" "):
+            text = " " + text
         ids = self._sp.encode(text)
-        return ([self.bos_id] if add_bos else []) + ids + ([self.eos_id] if add_eos else [])
+        return ([self.bos_id] if add_bos and self.adds_bos else []) + ids + ([self.eos_id] if add_eos else [])
 
     def encode_batch(self, texts: Sequence[str], add_bos: bool = False, add_eos: bool = False) -> list[list[int]]:
         return [self.encode(t, add_bos, add_eos) for t in texts]
@@ -59,10 +65,16 @@ class Tokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; pad, bos and eos are dropped."""
         special = {self.pad_id, self.bos_id, self.eos_id}
-        return self._sp.decode([int(i) for i in ids if int(i) not in special])
+        text = self._sp.decode([int(i) for i in ids if int(i) not in special])
+        return text[1:] if self.prepend_space and text.startswith(" ") else text
 
     def piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(int(token_id))
+
+    def token_id(self, piece: str) -> int | None:
+        """The id of `piece`, or None when the vocabulary lacks it."""
+        i = self._sp.piece_to_id(piece)
+        return None if i == self._sp.unk_id() and piece != self._sp.id_to_piece(i) else i
 
 
 def train_tokenizer(
@@ -123,14 +135,28 @@ def train_tokenizer(
     return Tokenizer.load(path)
 
 
+def load_tokenizer(path: str | Path):
+    """A SentencePiece `.model` file, or a Hugging Face checkpoint's tokenizer: its directory or
+    its `tokenizer.json` (special ids from the files beside it)."""
+    p = Path(path).expanduser()
+    if p.is_dir() or p.name == "tokenizer.json":
+        from starjax.hf.tokenizer import load_hf_tokenizer
+
+        return load_hf_tokenizer(p if p.is_dir() else p.parent)
+    return Tokenizer.load(p)
+
+
 def load_run_tokenizer(cfg: Config, command: str) -> Tokenizer:
-    """The tokenizer a command runs with (`tokenizer.path`); fills in model.vocab_size if unset."""
-    if cfg.tokenizer.path is None:
-        raise ConfigError(f"starjax {command} needs a tokenizer: set tokenizer.path=FILE.model")
+    """The tokenizer a command runs with (`tokenizer.path`, else `model.from_hf`'s); fills in
+    model.vocab_size if unset."""
+    path = cfg.tokenizer.path or cfg.model.from_hf
+    if path is None:
+        raise ConfigError(f"starjax {command} needs a tokenizer: set tokenizer.path=FILE.model (or model.from_hf=DIR)")
+    key = "tokenizer.path" if cfg.tokenizer.path else "model.from_hf"
     try:
-        tokenizer = Tokenizer.load(cfg.tokenizer.path)
+        tokenizer = load_tokenizer(path)
     except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"tokenizer.path: {e}") from None
+        raise ConfigError(f"{key}: {e}") from None
     if cfg.model.vocab_size is None:
         cfg.model.vocab_size = tokenizer.vocab_size
     elif cfg.model.vocab_size < tokenizer.vocab_size:

@@ -67,7 +67,8 @@ def test_usage_errors_return_2(capsys, args, message):
 
 def test_only_implemented_commands_exist():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS) == {"info", "sample", "sft", "star", "diagnose", "theory"}
+    assert set(sub.choices) == set(COMMANDS) == {"info", "sample", "sft", "star", "diagnose", "theory",
+                                                    "import-hf", "export-hf"}
     bad = starjax("frobnicate", TINY)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 

@@ -32,21 +32,45 @@ def init_param(rngs: nnx.Rngs, rules: AxisRules, shape: tuple[int, ...], names: 
 
 
 class RMSNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float, rules: AxisRules, param_dtype):
-        self.eps = eps
-        self.scale = nnx.Param(jnp.ones((dim,), param_dtype), **rules.param_metadata(("norm",)))
+    """x / rms(x) * (offset + scale): offset 1 stores Gemma's weights as they are, so import and
+    export are pure relayouts."""
+
+    def __init__(self, dim: int, cfg: ModelConfig, rules: AxisRules):
+        self.eps = cfg.norm_eps
+        self.offset = cfg.norm_offset
+        init = jnp.full((dim,), 1.0 - cfg.norm_offset, dtype_of(cfg.param_dtype))
+        self.scale = nnx.Param(init, **rules.param_metadata(("norm",)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+        return (y * (self.offset + self.scale[...].astype(jnp.float32))).astype(x.dtype)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+def rope_frequencies(cfg: ModelConfig) -> jax.Array:
+    """Inverse frequencies [head_dim / 2], computed as transformers does (float32), with Llama 3.1's
+    or linear scaling when configured."""
+    dim = head_dim_of(cfg)
+    inv = 1.0 / (cfg.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    r = cfg.rope_scaling
+    if r is None:
+        return inv
+    if r.rope_type == "linear":
+        return inv / r.factor
+    # llama3: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+    low_wavelen = r.original_max_position_embeddings / r.low_freq_factor
+    high_wavelen = r.original_max_position_embeddings / r.high_freq_factor
+    wavelen = 2 * math.pi / inv
+    scaled = jnp.where(wavelen > low_wavelen, inv / r.factor, inv)
+    smooth = (r.original_max_position_embeddings / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor)
+    blended = (1 - smooth) * scaled / r.factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return jnp.where(medium, blended, scaled)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
     """Rotary embedding, half-split convention (as Hugging Face Llama). x: [B, H, T, D], positions: [B, T]."""
-    half = x.shape[-1] // 2
-    freqs = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angles = positions.astype(jnp.float32)[:, None, :, None] * freqs  # [B, 1, T, D/2]
+    angles = positions.astype(jnp.float32)[:, None, :, None] * inv_freq  # [B, 1, T, D/2]
     sin, cos = jnp.sin(angles), jnp.cos(angles)
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
@@ -54,19 +78,22 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
 
 
 class MLP(nnx.Module):
-    """SwiGLU: down(silu(x @ gate) * (x @ up))."""
+    """Gated MLP: down(act(x @ gate) * (x @ up)); act = silu (SwiGLU) or tanh-approximated gelu (GeGLU)."""
 
     def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
         pdt = dtype_of(cfg.param_dtype)
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
         self.rules = rules
+        self.activation = cfg.activation
         self.gate = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.up = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.down = init_param(rngs, rules, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"), out_std, pdt)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dt = x.dtype
-        h = jax.nn.silu(x @ self.gate[...].astype(dt)) * (x @ self.up[...].astype(dt))
+        g = x @ self.gate[...].astype(dt)
+        g = jax.nn.silu(g) if self.activation == "silu" else jax.nn.gelu(g, approximate=True)
+        h = g * (x @ self.up[...].astype(dt))
         h = self.rules.constrain(h, ("batch", "length", "act_mlp"))
         return h @ self.down[...].astype(dt)
 
@@ -79,7 +106,7 @@ class Attention(nnx.Module):
         e, h, k, d = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, head_dim_of(cfg)
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
         self.rules = rules
-        self.theta = cfg.rope_theta
+        self.cfg = cfg
         self.q = init_param(rngs, rules, (e, h, d), ("embed", "heads", "head_dim"), cfg.init_std, pdt)
         self.k = init_param(rngs, rules, (e, k, d), ("embed", "kv_heads", "head_dim"), cfg.init_std, pdt)
         self.v = init_param(rngs, rules, (e, k, d), ("embed", "kv_heads", "head_dim"), cfg.init_std, pdt)
@@ -105,8 +132,9 @@ class Attention(nnx.Module):
             y = y if bias is None else y + bias[...].astype(dt)
             return y.transpose(0, 2, 1, 3)  # [B, heads, T, D]; free when T == 1 (decode)
 
-        q = apply_rope(proj(self.q, self.q_bias), positions, self.theta)
-        k = apply_rope(proj(self.k, self.k_bias), positions, self.theta)
+        inv_freq = rope_frequencies(self.cfg)  # a constant under jit
+        q = apply_rope(proj(self.q, self.q_bias), positions, inv_freq)
+        k = apply_rope(proj(self.k, self.k_bias), positions, inv_freq)
         v = proj(self.v, self.v_bias)
         q = self.rules.constrain(q, ("batch", "act_heads", "length", None))
         k = self.rules.constrain(k, ("batch", "act_kv_heads", "length", None))

@@ -19,10 +19,9 @@ from starjax.sharding import AxisRules
 
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
-        pdt = dtype_of(cfg.param_dtype)
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps, rules, pdt)
+        self.attn_norm = RMSNorm(cfg.d_model, cfg, rules)
         self.attn = Attention(cfg, rules, rngs)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, rules, pdt)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg, rules)
         self.mlp = MLP(cfg, rules, rngs)
 
 
@@ -35,7 +34,7 @@ class Transformer(nnx.Module):
         self.rules = rules
         self.embed = init_param(rngs, rules, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg.init_std, pdt)
         self.blocks = nnx.List([Block(cfg, rules, rngs) for _ in range(cfg.num_layers)])
-        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, rules, pdt)
+        self.final_norm = RMSNorm(cfg.d_model, cfg, rules)
         if cfg.tie_embeddings:
             self.lm_head = None
         else:
@@ -79,6 +78,8 @@ class Transformer(nnx.Module):
 
         dt = dtype_of(self.cfg.compute_dtype)
         x = jnp.take(self.embed[...], tokens, axis=0).astype(dt)
+        if self.cfg.scale_embeddings:  # Gemma: the scale is rounded to the compute dtype first, as in transformers
+            x = x * jnp.asarray(self.cfg.d_model**0.5, dt)
         x = rules.constrain(x, ("batch", "length", "act_embed"))
         for i, block in enumerate(self.blocks):
             q, k, v = block.attn.project_qkv(block.attn_norm(x), positions)

@@ -95,7 +95,7 @@ class Sampler:
                     "raise sampler.prompt_buckets"
                 )
         cap = max(MIN_NEW_CAP, _next_pow2(cfg.max_new_tokens))
-        settings = SamplingSettings.create(cfg, self.tokenizer.eos_id)
+        settings = SamplingSettings.create(cfg, self.tokenizer.eos_id, self.tokenizer.extra_stop_ids)
         per_call = cfg.batch_size // cfg.num_samples
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         chunks: list[tuple[int, list[int]]] = []

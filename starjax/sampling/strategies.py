@@ -6,6 +6,8 @@ them never recompiles. Only top-k is static: `lax.top_k` needs a Python int.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -24,10 +26,11 @@ class SamplingSettings:
     stop_ids: jax.Array  # [MAX_STOP_IDS] int32, NO_STOP-padded
 
     @classmethod
-    def create(cls, cfg: SamplerConfig, eos_id: int) -> "SamplingSettings":
+    def create(cls, cfg: SamplerConfig, eos_id: int, extra_stop_ids: Sequence[int] = ()) -> "SamplingSettings":
+        """`extra_stop_ids`: the tokenizer's own further end ids (a checkpoint's list of eos ids)."""
         validate_sampler(cfg)
         stops = np.full((MAX_STOP_IDS,), NO_STOP, np.int32)
-        ids = [eos_id, *cfg.stop_ids]
+        ids = list(dict.fromkeys([eos_id, *extra_stop_ids, *cfg.stop_ids]))[:MAX_STOP_IDS]
         stops[: len(ids)] = ids
         return cls(
             temperature=np.float32(cfg.temperature),

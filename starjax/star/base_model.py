@@ -28,7 +28,7 @@ def base_model(cfg: Config, rules: AxisRules, task: Task, splits: Splits, tokeni
     if cfg.star.base is not None:
         return load_model(cfg.star.base, cfg.model, rules, cfg.seed)
     if cfg.pretrain.steps == 0:
-        log("no star.base and pretrain.steps=0: starting from a randomly initialised model")
+        log(f"no star.base and pretrain.steps=0: starting from {cfg.model.from_hf or 'a randomly initialised model'}")
         return load_model(None, cfg.model, rules, cfg.seed)
     run_dir = Path(cfg.run_dir)
     if (run_dir / "base").is_dir():

@@ -29,7 +29,7 @@ def attempts(task: Task, problems: list[Problem], samples: list[list[str]], hint
     out = []
     for p, texts in zip(problems, samples):
         row = []
-        for text in texts:
+        for text in map(task.trim, texts):
             extracted, correct = task.verify(text, p)
             row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct))
         out.append(row)

@@ -85,8 +85,9 @@ def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, obje
 
 
 def run_tokenizer(cfg: Config, task: Task, splits: Splits) -> Tokenizer:
-    """tokenizer.path, or one trained on the task's text and kept as RUN_DIR/tokenizer.model."""
-    if cfg.tokenizer.path is not None:
+    """tokenizer.path (or model.from_hf's), else one trained on the task's text and kept as
+    RUN_DIR/tokenizer.model."""
+    if cfg.tokenizer.path is not None or cfg.model.from_hf is not None:
         return load_run_tokenizer(cfg, "star")
     opts = task.tokenizer_options()
     tokenizer = train_tokenizer(task.texts(splits), Path(cfg.run_dir) / "tokenizer_cache", **opts)

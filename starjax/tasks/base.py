@@ -55,10 +55,7 @@ class Task:
         self._shots = [p for p in train if self.target(p) is not None][: self.few_shot]
 
     def question_text(self, problem: Problem, hint: str | None = None) -> str:
-        text = f"Question: {problem.question}\n"
-        if hint is not None:
-            text += f"Hint: the answer is {hint}\n"
-        return text + "Answer:\n"
+        return question_answer(problem.question, hint)
 
     def prompt(self, problem: Problem, hint: bool = False) -> str:
         """The text the model continues; with `hint` the correct answer is shown (rationalization)."""
@@ -66,7 +63,7 @@ class Task:
         return shots + self.question_text(problem, problem.answer if hint else None)
 
     def completion(self, rationale: str, answer: str) -> str:
-        return f"{rationale}\nThe answer is {answer}" if rationale else f"The answer is {answer}"
+        return answer_line(rationale, answer)
 
     def target(self, problem: Problem) -> str | None:
         """The gold completion (rationale + answer), or None when the data has no rationale."""
@@ -74,14 +71,12 @@ class Task:
 
     def extract(self, completion: str) -> str | None:
         """The answer a completion gives: its last non-empty line, minus an `The answer is` prefix."""
-        lines = [line.strip() for line in completion.strip().splitlines() if line.strip()]
-        if not lines:
-            return None
-        last = lines[-1]
-        for prefix in ("The answer is", "the answer is", "Answer:"):
-            if last.startswith(prefix):
-                last = last[len(prefix):].strip()
-        return last.rstrip(".").strip() or None
+        return last_line_answer(completion)
+
+    def trim(self, completion: str) -> str:
+        """The part of a completion that answers this question (what is verified and kept); formats
+        whose few-shot prompts invite the model to write the next exemplar cut that off."""
+        return completion
 
     def verify(self, completion: str, problem: Problem) -> tuple[str | None, bool]:
         answer = self.extract(completion)
@@ -133,3 +128,28 @@ def input_target(question: str, hint: str | None = None) -> str:
     """`Input:` question, optional `Hint:` line, `Target:`; the text the model continues."""
     hint_line = f"Hint: {hint}\n" if hint is not None else ""
     return f"Input:\n{question}\n{hint_line}Target:\n"
+
+
+# The plain layout as functions, shared by `Task` and the file tasks' `plain` format (tasks/formats.py).
+
+def question_answer(question: str, hint: str | None = None) -> str:
+    """`Question:` line, optional `Hint: the answer is` line, `Answer:`; the text the model continues."""
+    hint_line = f"Hint: the answer is {hint}\n" if hint is not None else ""
+    return f"Question: {question}\n{hint_line}Answer:\n"
+
+
+def answer_line(rationale: str, answer: str) -> str:
+    """The plain completion: the rationale, then `The answer is ANSWER` on its own last line."""
+    return f"{rationale}\nThe answer is {answer}" if rationale else f"The answer is {answer}"
+
+
+def last_line_answer(completion: str) -> str | None:
+    """A completion's last non-empty line, minus an `The answer is` / `Answer:` prefix and a final period."""
+    lines = [line.strip() for line in completion.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    last = lines[-1]
+    for prefix in ("The answer is", "the answer is", "Answer:"):
+        if last.startswith(prefix):
+            last = last[len(prefix):].strip()
+    return last.rstrip(".").strip() or None

@@ -26,15 +26,17 @@ def _zip_chain(cfg: Config) -> Task:
 
 
 def _jsonl(cfg: Config) -> Task:
+    from starjax.tasks.formats import verifier_name
     from starjax.tasks.jsonl import JsonlTask
 
-    return JsonlTask(cfg.task.jsonl, get_verifier(cfg.task.jsonl.verifier))
+    return JsonlTask(cfg.task.jsonl, get_verifier(verifier_name(cfg.task.jsonl)))
 
 
 def _tfds(cfg: Config) -> Task:
+    from starjax.tasks.formats import verifier_name
     from starjax.tasks.tfds import TfdsTask
 
-    return TfdsTask(cfg.task.tfds, get_verifier(cfg.task.tfds.verifier), cfg.data.tfds_data_dir)
+    return TfdsTask(cfg.task.tfds, get_verifier(verifier_name(cfg.task.tfds)), cfg.data.tfds_data_dir)
 
 
 BUILDERS: dict[str, Callable[[Config], Task]] = {"addition": _addition, "zip_chain": _zip_chain, "jsonl": _jsonl, "tfds": _tfds}

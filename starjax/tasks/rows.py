@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from starjax.config import ConfigError
 from starjax.tasks.base import Problem
@@ -62,11 +62,16 @@ def to_problem(row: Any, uid: str, fields: Mapping[str, str]) -> Problem | str:
     return Problem(uid, text["question"], text["answer"], optional["difficulty"] or "", optional["rationale"])
 
 
-def to_problems(rows: Iterator[tuple[str, Any]], fields: Mapping[str, str], skipped: Counter) -> list[Problem]:
-    """Problems from (id, row) pairs; malformed rows are counted into `skipped` by reason."""
+RowParser = Callable[[Any, str, Mapping[str, str]], "Problem | str"]  # (row, id, fields) -> Problem or reason
+
+
+def to_problems(rows: Iterator[tuple[str, Any]], fields: Mapping[str, str], skipped: Counter,
+                parse: RowParser = to_problem) -> list[Problem]:
+    """Problems from (id, row) pairs read by `parse` (a format's reader; default the plain
+    {question, answer} rows); malformed rows are counted into `skipped` by reason."""
     out = []
     for uid, row in rows:
-        p = to_problem(row, uid, fields)
+        p = parse(row, uid, fields)
         if isinstance(p, str):
             skipped[p] += 1
         else:

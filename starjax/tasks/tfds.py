@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from starjax.config import ConfigError, FileTaskConfig
-from starjax.tasks.base import Splits, Task, Verifier
-from starjax.tasks.rows import check_nonempty, held_out, to_problems
+from starjax.tasks.base import Splits, Verifier
+from starjax.tasks.formats import FileTask
+from starjax.tasks.rows import check_nonempty, held_out
 
 
 def _version_key(path: Path) -> tuple:
@@ -52,18 +53,19 @@ def read_tfds(name: str, split: str, data_dir: str | None) -> list[dict[str, Any
     return [{k: text(v) for k, v in source[i].items()} for i in range(len(source))]
 
 
-class TfdsTask(Task):
+class TfdsTask(FileTask):
     """Any TFDS dataset: `train` names it, `train_split`/`test_split` pick splits (test_split null:
     hold out `test_fraction` of train), `fields` maps question/answer/rationale/difficulty to its
-    feature names; `test`, when set, names another dataset to take the test split from."""
+    feature names; `test`, when set, names another dataset to take the test split from; `format`
+    picks the layout (formats.py)."""
 
     name = "tfds"
 
     def __init__(self, cfg: FileTaskConfig, verifier: Verifier, data_dir: str | None = None):
-        super().__init__(verifier, few_shot=cfg.few_shot)
         if cfg.train is None:
             raise ConfigError("task.tfds.train is not set; give a TFDS dataset name (NAME or NAME/CONFIG)")
-        self.cfg, self.data_dir = cfg, data_dir
+        super().__init__(cfg, verifier)
+        self.data_dir = data_dir
 
     def _rows(self, name: str, split: str):
         rows = read_tfds(name, split, self.data_dir)
@@ -71,14 +73,14 @@ class TfdsTask(Task):
 
     def load(self) -> Splits:
         c, skipped = self.cfg, Counter()
-        train = to_problems(self._rows(c.train, c.train_split), c.fields, skipped)
+        train = self.problems(self._rows(c.train, c.train_split), skipped)
         check_nonempty(train, f"TFDS {c.train}/{c.train_split}", skipped, "check task.tfds.fields")
         if c.test_split is None:
             train, test = held_out(train, c.test_fraction)
             check_nonempty(train, f"task.tfds.train after holding out test_fraction={c.test_fraction}", skipped,
                            "lower task.tfds.test_fraction")
         else:
-            test = to_problems(self._rows(c.test or c.train, c.test_split), c.fields, skipped)
+            test = self.problems(self._rows(c.test or c.train, c.test_split), skipped)
         check_nonempty(test, f"the test split of {c.test or c.train}", skipped,
                        "set task.tfds.test_split or raise task.tfds.test_fraction")
         self.set_shots(train)
