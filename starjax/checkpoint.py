@@ -15,6 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from starjax import multihost
 from starjax.config import ConfigError, ModelConfig
 from starjax.model.transformer import Transformer, abstract_model, create_model
 from starjax.sharding import AxisRules
@@ -28,15 +29,20 @@ def save_params(directory: str | Path, model: Transformer, overwrite: bool = Fal
     """
     path = Path(directory).absolute()
     target = path.with_name(path.name + ".partial") if overwrite else path
-    if overwrite and target.exists():
+    # Every process writes its own shards; only process 0 moves directories, between barriers.
+    if overwrite and multihost.is_lead() and target.exists():
         shutil.rmtree(target)
+    multihost.barrier(f"save {path.name}: cleared")
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(target, nnx.to_pure_dict(nnx.state(model)))
         ckptr.wait_until_finished()
     if overwrite:
-        if path.exists():
-            shutil.rmtree(path)
-        target.rename(path)
+        multihost.barrier(f"save {path.name}: written")
+        if multihost.is_lead():
+            if path.exists():
+                shutil.rmtree(path)
+            target.rename(path)
+        multihost.barrier(f"save {path.name}: in place")
     return path
 
 

@@ -50,11 +50,30 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class DistributedConfig:
+    # off: one process. auto: jax.distributed.initialize()'s own detection (Cloud TPU VMs, SLURM,
+    # Open MPI), or the STARJAX_COORDINATOR / STARJAX_NUM_PROCESSES / STARJAX_PROCESS_ID
+    # [/ STARJAX_LOCAL_DEVICE_IDS] variables when set (scripts/launch_hosts.sh). explicit: the keys below.
+    mode: str = "off"
+    coordinator_address: Optional[str] = None  # host:port of process 0
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+    # Devices this process drives (e.g. one GPU per process); null = all it sees.
+    local_device_ids: Optional[List[int]] = None
+    # Seconds to wait for every process at start-up, and without a heartbeat before the others
+    # give up on a dead process and exit with a message (JAX's own detection: 3x as long).
+    initialization_timeout: int = 300
+    heartbeat_timeout: int = 60
+
+
+@dataclass
 class RuntimeConfig:
     # >0: number of fake CPU devices to create (local runs and tests); must be set before JAX starts.
     num_cpu_devices: int = 0
     # Force a JAX platform ("cpu", "gpu", "tpu"); null keeps JAX's own choice.
     platform: Optional[str] = None
+    # One process per host (or per GPU) on one global mesh: JAX's multi-controller runtime (docs/multihost.md).
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 @dataclass
@@ -393,6 +412,23 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
     if cfg.runtime.platform not in (None, "cpu", "gpu", "cuda", "rocm", "tpu"):
         raise ConfigError(f"runtime.platform={cfg.runtime.platform!r} must be null, cpu, gpu, cuda, rocm or tpu")
+    validate_distributed(cfg.runtime.distributed)
+
+
+def validate_distributed(d: DistributedConfig) -> None:
+    if d.mode not in ("off", "auto", "explicit"):
+        raise ConfigError(f"runtime.distributed.mode={d.mode!r} must be off, auto or explicit")
+    if d.mode == "explicit":
+        missing = [k for k in ("coordinator_address", "num_processes", "process_id") if getattr(d, k) is None]
+        if missing:
+            raise ConfigError(f"runtime.distributed.mode=explicit needs runtime.distributed.{missing[0]}")
+        if d.num_processes < 1 or not 0 <= d.process_id < d.num_processes:
+            raise ConfigError(f"runtime.distributed: process_id={d.process_id} must be in [0, num_processes="
+                              f"{d.num_processes})")
+        if ":" not in d.coordinator_address:
+            raise ConfigError(f"runtime.distributed.coordinator_address={d.coordinator_address!r} must be host:port")
+    if d.initialization_timeout < 1 or d.heartbeat_timeout < 1:
+        raise ConfigError("runtime.distributed.initialization_timeout and heartbeat_timeout must be >= 1 second")
 
 
 MAX_STOP_IDS = 8  # stop ids travel as a fixed-size traced array

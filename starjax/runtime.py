@@ -6,13 +6,15 @@ platform choice are fixed when JAX initialises its backends.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from starjax.config import MESH_AXES, Config, ConfigError, MeshConfig, RuntimeConfig
+from starjax import multihost
+from starjax.config import MESH_AXES, Config, ConfigError, DistributedConfig, MeshConfig, RuntimeConfig, to_yaml
 from starjax.sharding import AxisRules
 
 
@@ -76,6 +78,15 @@ def describe_runtime(mesh: Mesh) -> list[tuple[str, str]]:
 
 
 def start(cfg: Config) -> AxisRules:
-    """What every command does first: JAX settings, then the mesh and its sharding rules."""
+    """What every command does first: JAX settings, the distributed runtime when configured
+    (every process must run the same config), then the mesh and its sharding rules."""
     setup_runtime(cfg.runtime)
+    multihost.initialize(cfg.runtime.distributed)
+    multihost.agree_on_config(_shared_yaml(cfg))
     return AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
+
+
+def _shared_yaml(cfg: Config) -> str:
+    """The config every process must share: all of it but the per-process distributed keys."""
+    shared = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, distributed=DistributedConfig()))
+    return to_yaml(shared)

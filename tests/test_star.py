@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SMALL_MODEL
 from starjax.cli import main
-from starjax.config import load_config
+from starjax.config import load_config, to_yaml
 from starjax.star.kept import Attempt, keep, majority_correct, merge_kept, pass_at_k
 from starjax.star.loop import fill_batch, reached, train_steps
 from starjax.star.setup import config_changes
@@ -100,6 +100,10 @@ def test_config_changes_ignore_the_iteration_count():
     a = "star:\n  iterations: 3\n  temperature: 0.0\nseed: 1\n"
     assert config_changes(a, a.replace("iterations: 3", "iterations: 9")) == []
     assert config_changes(a, a.replace("seed: 1", "seed: 2")) == [("seed", 1, 2)]
+    # where a run runs (processes, devices, mesh sizes) may change on resume; what it runs may not
+    here = to_yaml(load_config(None, []))
+    moved = to_yaml(load_config(None, ["runtime.num_cpu_devices=4", "mesh.data=4", "runtime.distributed.mode=auto"]))
+    assert config_changes(here, moved) == []
 
 
 @pytest.fixture(scope="module")

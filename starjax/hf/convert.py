@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from starjax import multihost
 from starjax.checkpoint import restore_params, save_params
 from starjax.config import Config, ConfigError, ModelConfig
 from starjax.hf.config import hf_config_from_model, read_hf_config
@@ -44,13 +45,23 @@ def import_hf(directory: str | Path, out: str | Path, cfg: ModelConfig, rules: A
     """Converts a Hugging Face checkpoint to OUT (params/ + its config and tokenizer files)."""
     src, dst = Path(directory).expanduser(), Path(out).expanduser()
     model = import_params(src, cfg, rules)
-    tmp = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_params(tmp / PARAMS, model)
-    copy_side_files(src, tmp)
-    replace_dir(tmp, dst)
+    tmp = _fresh(dst)
+    save_params(tmp / PARAMS, model)  # every process writes its shards
+    if multihost.is_lead():
+        copy_side_files(src, tmp)
+        replace_dir(tmp, dst)
+    multihost.barrier("import-hf done")
     return dst
+
+
+def _fresh(dst: Path) -> Path:
+    """An empty DST.partial that process 0 made and every process sees."""
+    tmp = dst.with_name(dst.name + ".partial")
+    if multihost.is_lead():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    multihost.barrier(f"{tmp.name} ready")
+    return tmp
 
 
 def export_hf(model: Transformer, cfg: Config, out: str | Path, dtype: str, max_shard_bytes: int,
@@ -63,14 +74,14 @@ def export_hf(model: Transformer, cfg: Config, out: str | Path, dtype: str, max_
     if tokenizer is not None:
         ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
     hf = hf_config_from_model(model.cfg, dtype, ids, source)
-    tmp = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh(dst)
     files = export_weights(model, tmp, dtype, max_shard_bytes)
-    (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
-    if cfg.model.from_hf:
-        copy_side_files(Path(cfg.model.from_hf).expanduser(), tmp, TOKENIZER_FILES)
-    elif cfg.tokenizer.path and cfg.tokenizer.path.endswith(".model"):
-        shutil.copy2(cfg.tokenizer.path, tmp / "tokenizer.model")
-    replace_dir(tmp, dst)
+    if multihost.is_lead():
+        (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
+        if cfg.model.from_hf:
+            copy_side_files(Path(cfg.model.from_hf).expanduser(), tmp, TOKENIZER_FILES)
+        elif cfg.tokenizer.path and cfg.tokenizer.path.endswith(".model"):
+            shutil.copy2(cfg.tokenizer.path, tmp / "tokenizer.model")
+        replace_dir(tmp, dst)
+    multihost.barrier("export-hf done")
     return files

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from starjax import multihost
 from starjax.config import ConfigError, ModelConfig
 from starjax.model.layers import head_dim_of
 from starjax.model.transformer import Transformer, abstract_model
@@ -181,22 +182,26 @@ def hf_tensors(model: Transformer, dtype: str) -> Iterator[tuple[str, np.ndarray
     params = nnx.to_pure_dict(nnx.state(model))
     np_dtype = np.dtype(jax.numpy.dtype(dtype))
     for name, (path, layout) in tensor_layouts(model.cfg).items():
-        yield name, np.ascontiguousarray(layout.to_hf(np.asarray(jax.device_get(_at(params, path))).astype(np_dtype)))
+        host = np.asarray(multihost.to_host(_at(params, path)))  # collective across processes
+        yield name, np.ascontiguousarray(layout.to_hf(host.astype(np_dtype)))
 
 
 def export_weights(model: Transformer, out: Path, dtype: str, max_shard_bytes: int) -> list[str]:
     """Writes model.safetensors, or model-0000i-of-0000n.safetensors + index past max_shard_bytes;
-    returns the file names."""
+    returns the file names. Every process gathers each tensor; process 0 writes."""
     from safetensors.flax import save_file
 
     shards: list[dict[str, np.ndarray]] = [{}]
     size = total = 0
     files, weight_map = [], {}
 
+    write = multihost.is_lead()
+
     def flush() -> None:
         name = f"shard-{len(files)}.tmp"
         with jax.default_device(jax.local_devices(backend="cpu")[0]):
-            save_file({k: jax.numpy.asarray(v) for k, v in shards[-1].items()}, str(out / name), metadata={"format": "pt"})
+            if write:
+                save_file({k: jax.numpy.asarray(v) for k, v in shards[-1].items()}, str(out / name), metadata={"format": "pt"})
         files.append((name, list(shards[-1])))
         shards[-1] = {}
 
@@ -212,10 +217,11 @@ def export_weights(model: Transformer, out: Path, dtype: str, max_shard_bytes: i
     names = []
     for i, (tmp, tensors) in enumerate(files, 1):
         final = "model.safetensors" if n == 1 else f"model-{i:05d}-of-{n:05d}.safetensors"
-        (out / tmp).rename(out / final)
+        if write:
+            (out / tmp).rename(out / final)
         weight_map.update({t: final for t in tensors})
         names.append(final)
-    if n > 1:
+    if n > 1 and write:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     return names

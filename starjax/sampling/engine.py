@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from starjax import multihost
 from starjax.config import ConfigError, SamplerConfig, validate_sampler
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import Transformer
@@ -107,7 +108,7 @@ class Sampler:
 
         results: list[list[Completion]] = [[] for _ in prompts]
         base_key = jax.random.key(seed)
-        with tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not cfg.progress) as bar:
+        with tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not cfg.progress or not multihost.is_lead()) as bar:
             for chunk_index, (bucket, members) in enumerate(chunks):
                 rows = self._prompt_rows(len(members), per_call)
                 tokens = np.full((rows, bucket), self.tokenizer.pad_id, np.int32)
@@ -142,9 +143,12 @@ class Sampler:
         else:
             self._cache = None  # free the old buffer before allocating the new one
             cache = KVCache.init(self.model_cfg, self.rules, *cache_key)
+        # Each process supplies only its devices' rows, and every process gets every result back.
+        tokens = multihost.global_array(tokens, self.rules.sharding(("batch", None)))
+        plen = multihost.global_array(plen, self.rules.sharding(("batch",)))
         out, cache = self._programs[program_key](self.params, cache, tokens, plen, key, settings)
         self._cache = (cache_key, cache)  # donated in, handed back
-        return jax.device_get(out)
+        return multihost.to_host(out)
 
     def _count_compile(self) -> None:
         self.compilations += 1

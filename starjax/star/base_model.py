@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from starjax import multihost
 from starjax.checkpoint import load_model, save_params
 from starjax.config import Config, ConfigError
 from starjax.model.transformer import Transformer
@@ -42,12 +43,14 @@ def base_model(cfg: Config, rules: AxisRules, task: Task, splits: Splits, tokeni
             model = _pretrain(cfg, model, task.training_records(task.gold_records(splits)), tokenizer, p.warm_steps,
                               p.warm_learning_rate or p.learning_rate, run_dir / "pretrain_warm", "warm start", log)
             save_params(run_dir / "warm", model, overwrite=True)  # the stage is done: a restart goes on from here
-            shutil.rmtree(run_dir / "pretrain_warm", ignore_errors=True)
+            if multihost.is_lead():
+                shutil.rmtree(run_dir / "pretrain_warm", ignore_errors=True)
     model = _pretrain(cfg, model, task.training_records(task.seed_records(splits)), tokenizer, p.steps, p.learning_rate,
                       run_dir / "pretrain", "pre-train", log)
     save_params(run_dir / "base", model, overwrite=True)
     for stage in ("pretrain", "warm"):
-        shutil.rmtree(run_dir / stage, ignore_errors=True)
+        if multihost.is_lead():
+            shutil.rmtree(run_dir / stage, ignore_errors=True)
     return model
 
 

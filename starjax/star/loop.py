@@ -15,9 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-
-from starjax import runtime
+from starjax import multihost, runtime
 from starjax.checkpoint import StateCheckpoints, load_model, save_params
 from starjax.config import Config, ConfigError
 from starjax.sampling.engine import Sampler
@@ -55,12 +53,13 @@ def _seed(cfg: Config, iteration: int, phase: int) -> int:
 def run_star(cfg: Config, allow_config_change: bool = False) -> int:
     setup = prepare(cfg, allow_config_change)  # every usage error, before any compute
     rules = runtime.start(cfg)
-    lead = jax.process_index() == 0
+    lead = multihost.is_lead()
     log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
     run_dir = Path(cfg.run_dir)
     if lead:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(setup.config_yaml)  # as given: what a resume is compared with
+    multihost.barrier("run directory ready")
     setup.load(log)
     base = base_model(cfg, rules, setup.task, setup.splits, setup.tokenizer, log)
     states = StateCheckpoints(run_dir / "state")
@@ -98,7 +97,8 @@ def run_star(cfg: Config, allow_config_change: bool = False) -> int:
                 policy = _train(cfg, n, state, base, policy, setup, log)
                 sampler.update(policy)
                 commit(n, "trained")
-                shutil.rmtree(run_dir / "train" / f"iter_{n}", ignore_errors=True)
+                if lead:
+                    shutil.rmtree(run_dir / "train" / f"iter_{n}", ignore_errors=True)
             evaluate_and_record(n, {})
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None

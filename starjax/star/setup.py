@@ -10,13 +10,16 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
+from starjax import multihost
 from starjax.config import Config, ConfigError, to_yaml
 from starjax.tasks.base import Problem, Splits, Task
 from starjax.tasks.registry import make_task
 from starjax.tokenizer import Tokenizer, load_run_tokenizer, train_tokenizer
 
-# Keys a finished or stopped run may change and still resume: more iterations, display.
-RESUMABLE_CHANGES = {"star.iterations", "sampler.progress"}
+# Keys a finished or stopped run may change and still resume: more iterations, display, and
+# where it runs (process count, devices, mesh sizes: checkpoints restore onto any mesh).
+RESUMABLE_CHANGES = {"star.iterations", "sampler.progress", "mesh.data", "mesh.fsdp", "mesh.tensor"}
+RESUMABLE_PREFIXES = ("runtime.",)
 
 
 @dataclass
@@ -33,7 +36,12 @@ class RunSetup:
 
     def load(self, log: Callable[[str], None]) -> None:
         cfg, task = self.cfg, self.task
-        self.splits = task.load()
+        # Process 0 prepares (generates, caches) the data first; the others then read what it wrote.
+        if multihost.is_lead():
+            self.splits = task.load()
+        multihost.barrier("task data prepared")
+        if not multihost.is_lead():
+            self.splits = task.load()
         task.set_shots(self.splits.train)
         self.tokenizer = run_tokenizer(cfg, task, self.splits)
         limit = max(cfg.sampler.prompt_buckets)
@@ -81,7 +89,8 @@ def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, obje
     old = flat(OmegaConf.to_container(OmegaConf.create(old_yaml)))
     new = flat(OmegaConf.to_container(OmegaConf.create(new_yaml)))
     keys = sorted(set(old) | set(new))
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)
+            and k not in RESUMABLE_CHANGES and not k.startswith(RESUMABLE_PREFIXES)]
 
 
 def run_tokenizer(cfg: Config, task: Task, splits: Splits) -> Tokenizer:
@@ -92,7 +101,7 @@ def run_tokenizer(cfg: Config, task: Task, splits: Splits) -> Tokenizer:
     opts = task.tokenizer_options()
     tokenizer = train_tokenizer(task.texts(splits), Path(cfg.run_dir) / "tokenizer_cache", **opts)
     copy = Path(cfg.run_dir) / "tokenizer.model"
-    if not copy.exists():
+    if multihost.is_lead() and not copy.exists():
         shutil.copyfile(tokenizer.source, copy)
     if cfg.model.vocab_size is None:
         cfg.model.vocab_size = tokenizer.vocab_size

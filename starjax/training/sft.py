@@ -90,8 +90,7 @@ def run_sft(cfg: Config) -> int:
             opened[0].close()
         if writer is not None:
             writer.close()
-    if lead:
-        save_params(run_dir / "params", result.model, overwrite=True)
+    save_params(run_dir / "params", result.model, overwrite=True)  # collective: every process writes its shards
     log(f"done: {t.steps} steps; run directory {run_dir}")
     return 0
 
