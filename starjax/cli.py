@@ -165,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"starjax: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except Exception as e:
+        from starjax import multihost
+
+        if multihost.is_multiprocess():
+            multihost.exit_after_error(e)
+        raise
 
 
 if __name__ == "__main__":

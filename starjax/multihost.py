@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 import jax
@@ -82,11 +83,15 @@ def _start_watchdog(limit: float) -> None:
 
     def fail(msg: str) -> None:
         if not stop.is_set():
-            print(f"starjax: error: {msg}; this process (process {me}) exits. Rerun the same command on every "
+            print(f"\nstarjax: error: {msg}; this process (process {me}) exits. Rerun the same command on every "
                   "host: the run resumes from its last checkpoint", file=sys.stderr, flush=True)
             os._exit(1)
 
-    def watch() -> None:
+    # Two threads: `poll` talks to the coordination service, `watch` only reads clocks, so a
+    # poll stuck in an RPC (seen when a peer dies mid-barrier) still ends in the message below.
+    seen = {"round": time.monotonic(), "dead": None, "error": None}
+
+    def poll() -> None:
         beats, changed = {p: -1 for p in range(n) if p != me}, {p: time.monotonic() for p in range(n) if p != me}
         while not stop.wait(1.0):
             try:
@@ -99,11 +104,45 @@ def _start_watchdog(limit: float) -> None:
                     if beat != beats[p]:
                         beats[p], changed[p] = beat, time.monotonic()
                     elif time.monotonic() - changed[p] > limit:
-                        fail(f"process {p} stopped responding (no heartbeat for {limit:.0f} s)")
+                        seen["dead"] = p
             except Exception as e:  # the coordination service itself is unreachable
-                fail(f"lost the coordinator (process 0): {(str(e).splitlines() or [type(e).__name__])[0][:120]}")
+                seen["error"] = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            seen["round"] = time.monotonic()
 
+    def watch() -> None:
+        while not stop.wait(0.5):
+            if seen["dead"] is not None:
+                fail(f"process {seen['dead']} stopped responding (no heartbeat for {limit:.0f} s)")
+            if seen["error"] is not None:
+                fail(f"lost the coordinator (process 0): {seen['error']}")
+            if time.monotonic() - seen["round"] > limit + 2:
+                fail(f"another process stopped responding (the coordination service gave no answer for {limit:.0f} s)")
+
+    threading.Thread(target=poll, name="starjax-heartbeat", daemon=True).start()
     threading.Thread(target=watch, name="starjax-watchdog", daemon=True).start()
+
+
+# Error text that means a peer is gone rather than a bug here.
+_PEER_LOST = ("Connection closed by peer", "Connection reset", "Gloo", "UNAVAILABLE", "heartbeat", "DEADLINE_EXCEEDED")
+
+
+def is_multiprocess() -> bool:
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def exit_after_error(e: BaseException) -> None:
+    """Ends a multi-process run's process at once after an uncaught error: a normal exit would wait
+    in JAX's shutdown barrier for peers that may be dead, then abort with a stack trace."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    me = jax.process_index()
+    if any(s in str(e) for s in _PEER_LOST):
+        what = f"lost another process during a collective ({first}); this process (process {me}) exits"
+    else:
+        traceback.print_exc()  # a bug, not a lost peer: show where
+        what = f"process {me} stopped on {type(e).__name__}: {first}"
+    print(f"\nstarjax: error: {what}. Rerun the same command on every host: the run resumes from its last checkpoint",
+          file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def is_lead() -> bool:

@@ -3,6 +3,7 @@ devices each (CPU collectives over gloo, coordinator on 127.0.0.1) against one p
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,8 +125,11 @@ def test_a_dead_process_makes_the_other_exit_with_a_message(tmp_path):
     procs[1].kill()
     began = time.time()
     [(rc, err), _] = finish(procs, timeout=60)
-    assert rc == 1 and time.time() - began < 30
-    assert "starjax: error: process 1 stopped responding" in err and "resumes from its last checkpoint" in err
+    assert rc == 1 and time.time() - began < 30, err[-2500:]
+    # the watchdog noticed, or a collective with the dead process failed first: either way one line
+    line = re.findall(r"starjax: error: .*", err)
+    assert len(line) == 1 and "resumes from its last checkpoint" in line[0], err[-2500:]
+    assert "process 1 stopped responding" in line[0] or "lost another process during a collective" in line[0]
 
 
 @pytest.mark.slow
