@@ -1,7 +1,6 @@
 """Multi-process runs on JAX's distributed runtime, for real: two local processes with 4 fake CPU
 devices each (CPU collectives over gloo, coordinator on 127.0.0.1) against one process with 8."""
 
-import json
 import os
 import re
 import signal

@@ -47,7 +47,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 def _export_tokenizer(cfg: Config):
     """The run's tokenizer (its ids go into config.json), or None when it has none."""
-    from starjax.tokenizer import Tokenizer, load_run_tokenizer
+    from starjax.tokenizer import load_run_tokenizer
 
     if cfg.tokenizer.path or cfg.model.from_hf:
         return load_run_tokenizer(cfg, "export-hf")

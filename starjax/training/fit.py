@@ -18,6 +18,7 @@ import jax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from starjax import multihost
 from starjax.checkpoint import TrainCheckpoints
 from starjax.config import ConfigError, TrainConfig
 from starjax.model.transformer import Transformer
@@ -64,7 +65,7 @@ def fit(
     if ckpts is not None and (resumed := ckpts.restore_latest(state)) is not None:
         start, state, _ = resumed
     step_fn = compile_train_step(graphdef, cfg, rules, state)
-    lead = jax.process_index() == 0
+    lead = multihost.is_lead()
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, unit="step", disable=not (lead and progress), leave=False)
     last_save = start
     try:

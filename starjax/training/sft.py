@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from starjax import runtime
+from starjax import multihost, runtime
 from starjax.checkpoint import load_model, save_params
 from starjax.config import Config, ConfigError, save_config, to_yaml
 from starjax.tokenizer import load_run_tokenizer
@@ -43,7 +43,7 @@ def run_sft(cfg: Config) -> int:
         raise ConfigError("starjax sft needs data: set data.train=FILE.jsonl or data.train=tfds:NAME")
     tokenizer = load_run_tokenizer(cfg, "sft")
     run_dir = Path(cfg.run_dir)
-    lead = jax.process_index() == 0
+    lead = multihost.is_lead()
     log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
 
     records, unparsable = load_records(d.train, d)
