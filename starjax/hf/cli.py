@@ -36,10 +36,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     rules = runtime.start(cfg)
     _log(f"importing {src} ({cfg.model.num_layers} layers, d_model {cfg.model.d_model}) as {cfg.model.param_dtype}")
-    import_hf(src, out, cfg.model, rules)
-    from starjax.checkpoint import load_model
-
-    n = count_params(load_model(str(out / "params"), cfg.model, rules, cfg.seed))
+    n = count_params(import_hf(src, out, cfg.model, rules))
     _log(f"wrote {out}: {n:,} parameters in params/ (Orbax) with the checkpoint's config and tokenizer; "
          f"use it as model.from_hf={out}")
     return 0

@@ -41,8 +41,9 @@ def copy_side_files(src: Path, dst: Path, names: tuple[str, ...] = ("config.json
             shutil.copy2(src / name, dst / name)
 
 
-def import_hf(directory: str | Path, out: str | Path, cfg: ModelConfig, rules: AxisRules) -> Path:
-    """Converts a Hugging Face checkpoint to OUT (params/ + its config and tokenizer files)."""
+def import_hf(directory: str | Path, out: str | Path, cfg: ModelConfig, rules: AxisRules) -> Transformer:
+    """Converts a Hugging Face checkpoint to OUT (params/ + its config and tokenizer files); returns
+    the imported model."""
     src, dst = Path(directory).expanduser(), Path(out).expanduser()
     model = import_params(src, cfg, rules)
     tmp = _fresh(dst)
@@ -51,7 +52,7 @@ def import_hf(directory: str | Path, out: str | Path, cfg: ModelConfig, rules: A
         copy_side_files(src, tmp)
         replace_dir(tmp, dst)
     multihost.barrier("import-hf done")
-    return dst
+    return model
 
 
 def _fresh(dst: Path) -> Path:

@@ -107,22 +107,26 @@ def special_ids(directory: Path, token_to_id) -> dict[str, Any]:
     return out
 
 
-def _metaspace_first(tok):
-    """transformers runs a SentencePiece model through its Metaspace conversion, which adds the
-    dummy-prefix space only where the text does not already start with one (and strips it on
-    decode); SentencePiece itself always adds it. Encode as transformers does."""
+def _metaspace_first(path: Path):
+    """The SentencePiece model at `path`, encoding as transformers does: its Metaspace conversion
+    adds the dummy-prefix space only where the text does not already start with one (and strips
+    it on decode), where SentencePiece itself always adds it."""
     from sentencepiece import sentencepiece_model_pb2
 
     from starjax.tokenizer import Tokenizer
 
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file {str(path)!r} not found")
     proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(tok._sp.serialized_model_proto())
-    if not proto.normalizer_spec.add_dummy_prefix:
-        return tok
+    try:
+        proto.ParseFromString(path.read_bytes())
+    except Exception:  # protobuf's DecodeError: not a SentencePiece model
+        raise ValueError(f"{path} is not a SentencePiece model") from None
+    prepend = proto.normalizer_spec.add_dummy_prefix
     proto.normalizer_spec.add_dummy_prefix = False
-    out = Tokenizer(proto.SerializeToString(), tok.source)
-    out.prepend_space = True
-    return out
+    tok = Tokenizer(proto.SerializeToString(), str(path))
+    tok.prepend_space = prepend
+    return tok
 
 
 def load_hf_tokenizer(directory: str | Path):
@@ -132,9 +136,7 @@ def load_hf_tokenizer(directory: str | Path):
     if (d / "tokenizer.json").is_file():
         return HFTokenizer(d)
     if (d / "tokenizer.model").is_file():
-        from starjax.tokenizer import Tokenizer
-
-        tok = _metaspace_first(Tokenizer.load(d / "tokenizer.model"))
+        tok = _metaspace_first(d / "tokenizer.model")
         specials = special_ids(d, tok.token_id)
         for kind in ("bos", "eos", "pad"):
             if specials[kind] is not None:

@@ -140,12 +140,13 @@ def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> 
 
     graphdef, state = nnx.split(abstract_model(cfg, rules))
     shardings = nnx.to_pure_dict(nnx.get_named_sharding(state, rules.mesh))
+    shapes = nnx.to_pure_dict(state)
     dtype = np.dtype(jax.numpy.dtype(cfg.param_dtype))
     values: dict = {}
     cpu = jax.local_devices(backend="cpu")[0]  # slices land in host memory whatever the platform
     for name, (path, layout) in layouts.items():
         sharding = _at(shardings, path)
-        shape = tuple(_at(nnx.to_pure_dict(state), path).shape)
+        shape = tuple(_at(shapes, path).shape)
         with safe_open(files[name], framework="flax") as st, jax.default_device(cpu):
             sl = st.get_slice(name)
             if tuple(sl.get_shape()) != layout.hf_shape:
