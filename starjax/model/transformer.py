@@ -93,10 +93,12 @@ class Transformer(nnx.Module):
         if last_only:
             x = x[:, -1:]
         x = self.final_norm(x)
+        rows = x.reshape(-1, x.shape[-1])  # 2-D, as in the MLP: no transposed copies in the backward pass
         if self.lm_head is None:
-            logits = jnp.einsum("bte,ve->btv", x, self.embed[...].astype(dt), preferred_element_type=jnp.float32)
+            logits = jnp.einsum("ne,ve->nv", rows, self.embed[...].astype(dt), preferred_element_type=jnp.float32)
         else:
-            logits = jnp.einsum("bte,ev->btv", x, self.lm_head[...].astype(dt), preferred_element_type=jnp.float32)
+            logits = jnp.einsum("ne,ev->nv", rows, self.lm_head[...].astype(dt), preferred_element_type=jnp.float32)
+        logits = logits.reshape(*x.shape[:-1], -1)
         logits = rules.constrain(logits, ("batch", "length", "act_vocab"))
         if cache is not None:
             cache = cache.advance(t)
