@@ -167,6 +167,16 @@ def test_bad_input_is_one_line_before_any_compute(tmp_path, capsys, extra, messa
     assert not (tmp_path / "run").exists()  # nothing was written: no compute ran
 
 
+def test_a_base_trained_with_another_tokenizer_is_refused(finished_run, tmp_path, capsys):
+    d, run = finished_run
+    other = write_task(tmp_path)
+    text = (other / "train.jsonl").read_text()
+    (other / "train.jsonl").write_text(text.replace("moon", "planet").replace("tree", "forest"))
+    assert main(["star", *star_args(other, tmp_path / "run", f"star.base={run / 'base'}")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "not this run's tokenizer" in err and f"tokenizer.path={run / 'tokenizer.model'}" in err
+
+
 def test_an_iteration_that_keeps_nothing_logs_it_and_continues(tmp_path, capsys):
     d = write_task(tmp_path, bad_rows=False)
     assert main(["star", *star_args(d, tmp_path / "run", "pretrain.steps=0", "star.iterations=1",

@@ -44,6 +44,7 @@ class RunSetup:
             self.splits = task.load()
         task.set_shots(self.splits.train)
         self.tokenizer = run_tokenizer(cfg, task, self.splits)
+        check_base_tokenizer(cfg, self.tokenizer)
         limit = max(cfg.sampler.prompt_buckets)
         fits = lambda text: len(self.tokenizer.encode(text, add_bos=True)) <= limit  # noqa: E731
         self.train = [p for p in self.splits.train if fits(task.prompt(p))]
@@ -108,3 +109,14 @@ def run_tokenizer(cfg: Config, task: Task, splits: Splits) -> Tokenizer:
     elif cfg.model.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the task tokenizer's {tokenizer.vocab_size}")
     return tokenizer
+
+
+def check_base_tokenizer(cfg: Config, tokenizer: Tokenizer) -> None:
+    """A star.base from another run must be read with that run's tokenizer: a tokenizer trained on
+    other task text maps the same ids to other pieces, and the model would silently read garbage."""
+    if cfg.star.base is None:
+        return
+    theirs, ours = Path(cfg.star.base).parent / "tokenizer.model", Path(tokenizer.source)
+    if theirs.is_file() and ours.is_file() and theirs.read_bytes() != ours.read_bytes():
+        raise ConfigError(f"star.base={cfg.star.base} was trained with {theirs}, not this run's tokenizer; "
+                          f"add tokenizer.path={theirs}")
