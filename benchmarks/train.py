@@ -31,7 +31,8 @@ from machine import describe_machine, matmul_peak_gflops  # noqa: E402
 from results import publish  # noqa: E402
 
 
-def run_starjax(preset: str, steps: int, warmup: int) -> dict:
+def build_starjax(preset: str, n_batches: int):
+    """starjax's compiled train step, its state and `n_batches` device batches for `preset`."""
     from flax import nnx
 
     from starjax.config import load_config
@@ -60,7 +61,12 @@ def run_starjax(preset: str, steps: int, warmup: int) -> dict:
                     positions=np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
                     segment_ids=np.ones((b, length), np.int32), weights=weights)
 
-    batches = [device_batch(batch(i), rules) for i in range(warmup + steps)]
+    return step_fn, state, [device_batch(batch(i), rules) for i in range(n_batches)], count_params(model)
+
+
+def run_starjax(preset: str, steps: int, warmup: int) -> dict:
+    step_fn, state, batches, params = build_starjax(preset, warmup + steps)
+    shape = TRAIN_SHAPES[preset]
     losses = []
 
     def run(i: int) -> float:
@@ -72,8 +78,8 @@ def run_starjax(preset: str, steps: int, warmup: int) -> dict:
 
     compile_s = sum(run(i) for i in range(warmup))
     times = [run(i) for i in range(warmup, warmup + steps)]
-    return dict(engine="starjax", preset=preset, batch=b, seq_len=length, compile_s=compile_s, times_s=times,
-                tokens_per_s=b * length / float(np.median(times)), params=count_params(model),
+    return dict(engine="starjax", preset=preset, batch=shape["batch"], seq_len=shape["seq_len"], compile_s=compile_s,
+                times_s=times, tokens_per_s=shape["batch"] * shape["seq_len"] / float(np.median(times)), params=params,
                 loss_first=losses[0], loss_last=losses[-1])
 
 
