@@ -125,6 +125,22 @@ def test_left_padded_cache_matches_each_prompt_alone(model_cfg, rules):
         np.testing.assert_allclose(jnp.stack([d[r] for d in decoded]), alone[0, len(p) :], **TOL)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_inference_layout_equals_stored_layout(model_cfg, rules, bias):
+    """Decoding's fused q/k/v and gate/up products give the logits of the separate ones."""
+    cfg = dataclasses.replace(model_cfg, qkv_bias=bias)
+    model = create_model(cfg, rules, seed=4)
+    if bias:  # nonzero biases, so a misplaced one shows
+        for block in model.blocks:
+            for name in ("q_bias", "k_bias", "v_bias"):
+                var = getattr(block.attn, name)
+                var[...] = random_tokens(var.shape, 7, seed=len(name)).astype(jnp.float32) / 7
+    tokens = random_tokens((2, 9), cfg.vocab_size, seed=8)
+    graphdef, state = nnx.split(model)
+    fused_fn = jax.jit(lambda s, t: (lambda m: m(t, fused=m.fused_weights()))(nnx.merge(graphdef, s)))
+    np.testing.assert_allclose(fused_fn(state, tokens)[0], forward(model, tokens)[0], **TOL)
+
+
 def test_gqa_equals_multi_head_attention_with_repeated_kv(model_cfg, rules):
     """Query head h reads KV head h // groups: same as MHA whose K/V heads are repeated."""
     gqa = create_model(model_cfg, rules, seed=1)

@@ -61,6 +61,13 @@ def test_greedy_is_deterministic_and_seed_free(sampler):
     assert [c.tokens for c in a] == [c.tokens for c in b]
 
 
+def test_fused_weights_decode_as_the_stored_ones(sampler):
+    """sampler.fuse_weights only changes how the products are grouped, never the tokens."""
+    fused, plain = greedy(sampler), greedy(sampler, fuse_weights=False)
+    assert [c.tokens for c in fused] == [c.tokens for c in plain]
+    np.testing.assert_allclose([c.logprobs for c in fused], [c.logprobs for c in plain], rtol=1e-5, atol=1e-5)
+
+
 def test_top_k_1_and_tiny_temperature_equal_greedy(sampler):
     ref = [c.tokens for c in greedy(sampler)]
     top1 = [s[0].tokens for s in sampler.generate(PROMPTS, temperature=1.0, top_k=1, seed=5)]

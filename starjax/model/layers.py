@@ -89,16 +89,26 @@ class MLP(nnx.Module):
         self.up = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.down = init_param(rngs, rules, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"), out_std, pdt)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def fused_weight(self) -> jax.Array:
+        """gate and up as one [E, 2M] matrix, interleaved (column 2m is gate m, 2m + 1 is up m):
+        one product per decode step instead of two, and an "mlp"-sharded dimension stays local."""
+        e = self.gate.shape[0]
+        return jnp.stack([self.gate[...], self.up[...]], axis=-1).reshape(e, -1)
+
+    def __call__(self, x: jax.Array, fused: jax.Array | None = None) -> jax.Array:
+        """`fused`: `fused_weight()`, computed once outside a decode loop (same result)."""
         dt = x.dtype
         b, t, e = x.shape
         # 2-D products: with [B, T, E] operands XLA:CPU transposes (copies) the activations and
         # gradients for every weight-gradient product, a third of a training step's time.
         x2 = x.reshape(b * t, e)
-        g = x2 @ self.gate[...].astype(dt)
+        if fused is None:
+            g, u = x2 @ self.gate[...].astype(dt), x2 @ self.up[...].astype(dt)
+        else:
+            y = (x2 @ fused.astype(dt)).reshape(b * t, -1, 2)
+            g, u = y[..., 0], y[..., 1]
         g = jax.nn.silu(g) if self.activation == "silu" else jax.nn.gelu(g, approximate=True)
-        h = g * (x2 @ self.up[...].astype(dt))
-        h = self.rules.constrain(h.reshape(b, t, -1), ("batch", "length", "act_mlp")).reshape(b * t, -1)
+        h = self.rules.constrain((g * u).reshape(b, t, -1), ("batch", "length", "act_mlp")).reshape(b * t, -1)
         return (h @ self.down[...].astype(dt)).reshape(b, t, e)
 
 
@@ -123,23 +133,54 @@ class Attention(nnx.Module):
         else:
             self.q_bias = self.k_bias = self.v_bias = None
 
-    def project_qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use."""
+    def fused_weights(self) -> tuple[jax.Array, jax.Array | None]:
+        """q, k and v as one [E, K * (G + 2) * D] matrix (and its bias), grouped per KV head
+        (its G query heads, its key, its value): one product per decode step instead of three,
+        and a "kv_heads"-sharded dimension stays local."""
+        e, h, d = self.q.shape
+        kv = self.k.shape[1]
+
+        def grouped(q, k, v):
+            lead = q.shape[:-2]
+            parts = (q.reshape(*lead, kv, h // kv, d), k.reshape(*lead, kv, 1, d), v.reshape(*lead, kv, 1, d))
+            return jnp.concatenate(parts, axis=-2)
+
+        weight = grouped(self.q[...], self.k[...], self.v[...]).reshape(e, -1)
+        if self.q_bias is None:
+            return weight, None
+        return weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1)
+
+    def project_qkv(
+        self, x: jax.Array, positions: jax.Array, fused: tuple[jax.Array, jax.Array | None] | None = None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use.
+
+        `fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
         dt = x.dtype
         b, t, e = x.shape
+        x2 = x.reshape(b * t, e)
 
-        def proj(w, bias):
-            # A plain 2-D matmul against the weight as stored: with einsum, XLA:CPU chose a
-            # transposed product that copied the weight on every decode step.
-            heads, d = w.shape[1], w.shape[2]
-            y = (x.reshape(b * t, e) @ w[...].astype(dt).reshape(e, heads * d)).reshape(b, t, heads, d)
-            y = y if bias is None else y + bias[...].astype(dt)
+        def heads_major(y):
             return y.transpose(0, 2, 1, 3)  # [B, heads, T, D]; free when T == 1 (decode)
 
+        if fused is None:
+            def proj(w, bias):
+                # A plain 2-D matmul against the weight as stored: with einsum, XLA:CPU chose a
+                # transposed product that copied the weight on every decode step.
+                heads, d = w.shape[1], w.shape[2]
+                y = (x2 @ w[...].astype(dt).reshape(e, heads * d)).reshape(b, t, heads, d)
+                return heads_major(y if bias is None else y + bias[...].astype(dt))
+
+            q, k, v = proj(self.q, self.q_bias), proj(self.k, self.k_bias), proj(self.v, self.v_bias)
+        else:
+            weight, bias = fused
+            h, kv, d = self.cfg.num_heads, self.cfg.num_kv_heads, self.q.shape[2]
+            y = x2 @ weight.astype(dt)
+            y = (y if bias is None else y + bias.astype(dt)).reshape(b, t, kv, h // kv + 2, d)
+            q = heads_major(y[:, :, :, :-2].reshape(b, t, h, d))
+            k, v = heads_major(y[:, :, :, -2]), heads_major(y[:, :, :, -1])
         inv_freq = rope_frequencies(self.cfg)  # a constant under jit
-        q = apply_rope(proj(self.q, self.q_bias), positions, inv_freq)
-        k = apply_rope(proj(self.k, self.k_bias), positions, inv_freq)
-        v = proj(self.v, self.v_bias)
+        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
         q = self.rules.constrain(q, ("batch", "act_heads", "length", None))
         k = self.rules.constrain(k, ("batch", "act_kv_heads", "length", None))
         v = self.rules.constrain(v, ("batch", "act_kv_heads", "length", None))

@@ -131,12 +131,12 @@ class Sampler:
     def _run(self, tokens, plen, key, settings, cap, cfg) -> Generation:
         rows = tokens.shape[0] * cfg.num_samples
         cache_key = (rows, tokens.shape[1] + cap)
-        program_key = (cap, cfg.num_samples, cfg.top_k)
+        program_key = (cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
         if program_key not in self._programs:
             self._programs[program_key] = compile_generate(
                 self.graphdef, self.params, self.rules, self.model_cfg.num_layers,
                 max_new_cap=cap, num_samples=cfg.num_samples, top_k=cfg.top_k,
-                pad_id=self.tokenizer.pad_id, on_compile=self._count_compile,
+                pad_id=self.tokenizer.pad_id, on_compile=self._count_compile, fuse_weights=cfg.fuse_weights,
             )
         if self._cache is not None and self._cache[0] == cache_key:
             cache = self._cache[1]

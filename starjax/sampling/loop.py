@@ -64,6 +64,7 @@ def generate(
     num_samples: int,
     top_k: int,
     pad_id: int,
+    fuse_weights: bool = True,
 ) -> tuple[Generation, KVCache]:
     """prompts [B, P] left-padded; cache has B * num_samples rows and >= P + max_new_cap slots."""
     model = nnx.merge(graphdef, params)
@@ -75,8 +76,9 @@ def generate(
     segments = (slot[None, :] >= pad[:, None]).astype(jnp.int32)
     positions = jnp.maximum(slot[None, :] - pad[:, None], 0)
 
+    fused = model.fused_weights() if fuse_weights else None  # once per call; every decode step reads it
     prefill_cache = KVCache.init(model.cfg, rules, b, p)
-    logits, prefill_cache = model(prompts, positions, segments, prefill_cache, last_only=True)
+    logits, prefill_cache = model(prompts, positions, segments, prefill_cache, last_only=True, fused=fused)
     last = logits[:, -1]
     cache = cache.fill_from(prefill_cache, num_samples)
     lengths = jnp.repeat(prompt_lengths, num_samples)
@@ -103,7 +105,7 @@ def generate(
 
     def body(s: _Loop) -> _Loop:
         fed = s.tokens[:, s.step - 1]
-        logits, cache = model(fed[:, None], s.positions[:, None], jnp.ones((rows, 1), jnp.int32), s.cache)
+        logits, cache = model(fed[:, None], s.positions[:, None], jnp.ones((rows, 1), jnp.int32), s.cache, fused=fused)
         logits = logits[:, 0]
         key, sub = jax.random.split(s.key)
         new = choose_tokens(logits, sub, settings, top_k)
@@ -142,6 +144,7 @@ def compile_generate(
     top_k: int,
     pad_id: int,
     on_compile: Callable[[], None],
+    fuse_weights: bool = True,
 ) -> Callable:
     """`generate` under jax.jit with explicit shardings and a donated cache.
 
@@ -153,6 +156,7 @@ def compile_generate(
         return generate(
             graphdef, params, cache, prompts, prompt_lengths, key, settings,
             max_new_cap=max_new_cap, num_samples=num_samples, top_k=top_k, pad_id=pad_id,
+            fuse_weights=fuse_weights,
         )
 
     replicated = rules.sharding(())
