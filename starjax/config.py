@@ -300,6 +300,9 @@ class StarConfig:
     temperature: float = 0.0
     # Hinted samples per failed question (null: num_samples).
     rationalize_samples: Optional[int] = None
+    # Keep only rationales whose every intermediate step checks, not only those that reach the
+    # answer (tasks with step checks: addition, zip_chain). STaR as published checks the answer only.
+    verify_steps: bool = False
     # Cap on kept rationales per question, and drop duplicate rationales (ReST-EM / RFT).
     max_kept_per_question: int = 1
     dedupe: bool = True

@@ -17,9 +17,11 @@ import pytest
 from conftest import SMALL_MODEL
 from starjax.cli import main
 from starjax.config import load_config, to_yaml
-from starjax.star.kept import Attempt, keep, majority_correct, merge_kept, pass_at_k
+from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k
 from starjax.star.loop import fill_batch, reached, train_steps
+from starjax.star.predict import predict
 from starjax.star.setup import config_changes
+from starjax.tasks.addition import Addition, make_problem as addition_problem
 from starjax.tasks.base import Problem, Task
 from starjax.tasks.verifiers import exact
 
@@ -61,9 +63,24 @@ def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
     assert [r["completion"] for r in kept] == ["a", "c"]
     assert all(r["rationalized"] and "Hint" not in r["prompt"] and r["prompt"] == task.prompt(p) for r in kept)
     assert [r["completion"] for r in keep(task, [p], [row], cap=3, dedupe=False)] == ["a", "a", "c"]
+    row = [Attempt("q1", "", False, text, "42", True, steps) for text, steps in [("a", False), ("b", True)]]
+    assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True)] == ["a", "b"]
+    assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, verify_steps=True)] == ["b"]
     merged = merge_kept([{"id": "q1", "completion": "a"}, {"id": "q2", "completion": "z"}],
                         [{"id": "q1", "completion": "c"}, {"id": "q1", "completion": "a"}], cap=2, dedupe=True)
     assert [(r["id"], r["completion"]) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
+
+
+def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
+    """Attempts on a task that checks steps record steps_ok; the RL-STaR prediction still works
+    for such a task without a fixed number of states per step."""
+    task = Addition(load_config(None, []).task.addition, str(tmp_path), 0)
+    p = addition_problem("x", 964, 494)
+    gold = task.completion(task.target(p), p.answer)
+    lucky = gold.replace("9 + 4 , 5 8 C: 1", "9 + 4 , 6 8 C: 1")  # a wrong step, the right answer
+    tries = attempts(task, [p], [[gold, lucky, "no scratchpad"]], hinted=False)
+    assert [(a.correct, a.steps_ok) for a in tries[0]] == [(True, True), (True, False), (False, False)]
+    assert 0 <= predict(task, [p], tries)["predicted_accuracy"] <= 1
 
 
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 4), (4, 4, 2), (8, 1, 8)])
@@ -158,6 +175,7 @@ def test_a_different_config_refuses_to_resume_unless_told(finished_run, capsys):
     (["task.jsonl.verifier=no_such_module:f"], "cannot import verifier"),
     (["star.temprature=1"], "did you mean star.temperature"),
     (["star.num_samples=4"], "set a temperature"),
+    (["star.verify_steps=true"], "checks answers only"),
 ])
 def test_bad_input_is_one_line_before_any_compute(tmp_path, capsys, extra, message):
     d = write_task(tmp_path)

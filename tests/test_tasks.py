@@ -37,6 +37,20 @@ def test_addition_scratchpad_matches_the_star_example(tmp_path):
     assert task.prompt(p, hint=True) == "Input:\n9 6 4 + 4 9 4\nHint: 1 4 5 8\nTarget:\n"
 
 
+def test_addition_step_checks(tmp_path):
+    """One check per scratch step; a right answer reached through a wrong step is caught."""
+    task = Addition(config(tmp_path).task.addition, str(tmp_path), 0)
+    p = addition_problem("x", 964, 494)
+    gold = task.completion(task.target(p), p.answer)
+    assert task.step_checks(p, gold) == [True] * 4 and task.verify(gold, p) == ("1 4 5 8", True)
+    wrong_step = gold.replace("9 + 4 , 5 8 C: 1", "9 + 4 , 6 8 C: 1")
+    assert task.step_checks(p, wrong_step) == [True, False, True, True]
+    assert task.verify(wrong_step, p)[1]  # the answer alone does not see it
+    assert task.step_checks(p, gold.replace("9 6 4 + 4 9 4 ,", "9 6 4 + 4 9 5 ,")) == [False] * 4  # miscopied
+    assert task.step_checks(p, gold.replace(", 4 5 8 C: 1\n", ", 4 5 8 C: 1\n, 4 5 8 C: 1\n")) == [True] * 3 + [False]
+    assert task.step_checks(p, "<scratch>\n9 6 4 + 4 9 4 , C: 0\n6 + 9 , 8 C: 0") == [True, False, False, False]
+
+
 def test_synthetic_builder_is_deterministic_and_cached(tmp_path, monkeypatch):
     calls = []
     original = synthetic._GENERATORS["addition"]

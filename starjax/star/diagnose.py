@@ -51,7 +51,7 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     tries = attempts(task, problems, texts, hinted=False)
     accuracy = sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)
     print(f"sampled accuracy: {accuracy:.4f} ({args.samples} x {len(problems)} samples)")
-    if hasattr(task, "step_checks"):
+    if hasattr(task, "num_states"):  # a chain with M states per step: d_hat measured step by step
         checks = [task.step_checks(p, a.completion) for p, row in zip(problems, tries) for a in row]
         groups = {"all": (task.num_states, from_step_checks(checks, task.num_states)["d_hat"], len(checks))}
         print("d_hat per step (measured from the samples): " + ", ".join(f"{d:.4f}" for d in groups["all"][1]))

@@ -19,6 +19,7 @@ class Attempt:
     completion: str
     extracted: str | None
     correct: bool
+    steps_ok: bool | None = None  # every intermediate step checks; None where the task cannot check
 
     def record(self, problem: Problem) -> dict:
         return {"question": problem.question, "answer": problem.answer, **asdict(self)}
@@ -31,21 +32,24 @@ def attempts(task: Task, problems: list[Problem], samples: list[list[str]], hint
         row = []
         for text in map(task.trim, texts):
             extracted, correct = task.verify(text, p)
-            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct))
+            steps_ok = all(task.step_checks(p, text)) if hasattr(task, "step_checks") else None
+            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct, steps_ok))
         out.append(row)
     return out
 
 
-def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: int, dedupe: bool) -> list[dict]:
-    """Training records from correct attempts: at most `cap` per problem, duplicates dropped if
-    `dedupe`. A rationalized attempt is stored with the plain prompt, as if no hint was given."""
+def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: int, dedupe: bool,
+         verify_steps: bool = False) -> list[dict]:
+    """Training records from correct attempts (with `verify_steps`, only those whose every step
+    checks too): at most `cap` per problem, duplicates dropped if `dedupe`. A rationalized
+    attempt is stored with the plain prompt, as if no hint was given."""
     out = []
     for p, row in zip(problems, tries):
         taken: list[str] = []
         for a in row:
             if len(taken) == cap:
                 break
-            if a.correct and not (dedupe and a.completion in taken):
+            if a.correct and (a.steps_ok or not verify_steps) and not (dedupe and a.completion in taken):
                 taken.append(a.completion)
                 out.append({"id": p.id, "prompt": task.prompt(p), "completion": a.completion, "rationalized": a.hinted})
     return out

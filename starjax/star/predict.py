@@ -60,7 +60,7 @@ def from_accuracy(task: Task, problems: list[Problem], tries: list[list[Attempt]
 
 def predict(task: Task, problems: list[Problem], tries: list[list[Attempt]]) -> dict:
     """Predictions from every sample of the current policy (see the module docstring)."""
-    if hasattr(task, "step_checks"):
+    if hasattr(task, "num_states"):  # a chain with M states per step: d_hat measured step by step
         checks = [task.step_checks(p, a.completion) for p, row in zip(problems, tries) for a in row]
         return from_step_checks(checks, task.num_states)
     return from_accuracy(task, problems, tries)

@@ -68,6 +68,9 @@ def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
     """Builds the task (unknown names, verifiers and files fail here) and checks that the run
     directory holds this run's config, before any compute."""
     task = make_task(cfg)
+    if cfg.star.verify_steps and not hasattr(task, "step_checks"):
+        raise ConfigError(f"star.verify_steps=true needs a task that checks its rationales' steps (addition, "
+                          f"zip_chain); task {task.name!r} checks answers only")
     config_yaml = to_yaml(cfg)
     saved = Path(cfg.run_dir) / "config.yaml"
     if saved.is_file() and not allow_config_change:

@@ -103,6 +103,19 @@ class Addition(InputTargetTask):
             return None
         return answer
 
+    def step_checks(self, problem: Problem, completion: str) -> list[bool]:
+        """Per scratch step (the n digit lines and the final carry line): is it the line the true
+        computation writes? Miscopied operands on the first line fail every step; lines past the
+        last step fail it."""
+        a, b = (int(x.replace(" ", "")) for x in problem.question.split("+"))
+        want = scratchpad(a, b).splitlines()[1:-1]  # the operands line, n steps, the final line
+        scratch = completion.partition("</scratch>")[0]
+        got = [line.strip() for line in scratch.splitlines() if line.strip() not in ("", "<scratch>")]
+        copied = got[:1] == want[:1]
+        checks = [copied and i < len(got) and got[i] == want[i] for i in range(1, len(want))]
+        checks[-1] = checks[-1] and len(got) == len(want)
+        return checks
+
     def chain_shape(self, problem: Problem) -> tuple[int, int]:
         # one step per scratch line (n digits + the final carry). A wrong digit is never undone
         # later, so the candidates are the whole answer space, not the 10 digits of a step: in the
