@@ -9,6 +9,7 @@ virtual environments (benchmarks/peer_envs.py creates them on first use).
 
     .venv/bin/python benchmarks/sampler.py                 # everything, writes benchmarks/RESULTS.md
     .venv/bin/python benchmarks/sampler.py --engines starjax --batches 32 --no-write
+    .venv/bin/python benchmarks/sampler.py --engines starjax --no-write --set sampler.fuse_weights=false
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ SHAPES = {  # preset: (vocab, prompt length, new tokens)
 PEER_SCRIPTS = {"tunix": "peers/tunix_sampler.py", "transformers": "peers/hf_generate.py"}
 
 
-def run_starjax(preset: str, batch: int, repeats: int, devices: int) -> dict:
+def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: list[str]) -> dict:
     """Runs in a fresh process (see `starjax_row`): the CPU device count is fixed at JAX start-up."""
     import jax
 
@@ -53,12 +54,12 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int) -> dict:
 
     vocab, prompt_len, new = SHAPES[preset]
     cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
-                             "sampler.temperature=1.0", f"mesh.data={devices}"])
+                             "sampler.temperature=1.0", f"mesh.data={devices}", *overrides])
     rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     graphdef, params = nnx.split(model)
     fn = compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=new, num_samples=1,
-                          top_k=0, pad_id=0, on_compile=lambda: None)
+                          top_k=0, pad_id=0, on_compile=lambda: None, fuse_weights=cfg.sampler.fuse_weights)
     settings = SamplingSettings.create(cfg.sampler, eos_id=-1)  # -1 never occurs: EOS disabled
     prompts = np.random.RandomState(0).randint(4, vocab, (batch, prompt_len)).astype(np.int32)
     lengths = np.full((batch,), prompt_len, np.int32)
@@ -79,9 +80,9 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int) -> dict:
                 tokens_per_s=batch * new / float(np.median(times)), params=count_params(model))
 
 
-def starjax_row(preset: str, batch: int, repeats: int, devices: int) -> dict:
+def starjax_row(preset: str, batch: int, repeats: int, devices: int, overrides: list[str]) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--presets", preset, "--batches", str(batch),
-           "--repeats", str(repeats), "--cpu-devices", str(devices)]
+           "--repeats", str(repeats), "--cpu-devices", str(devices)] + [f"--set={o}" for o in overrides]
     return _row_from(subprocess.run(cmd, capture_output=True, text=True), "starjax", preset, batch)
 
 
@@ -141,10 +142,12 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
                         help="also run starjax data-parallel over this many CPU devices (default: one per core)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a starjax config override for the starjax rows (repeatable)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_starjax(args.presets, int(args.batches), args.repeats, args.cpu_devices)))
+        print(json.dumps(run_starjax(args.presets, int(args.batches), args.repeats, args.cpu_devices, args.set)))
         return 0
     presets = args.presets.split(",")
     batches = [int(b) for b in args.batches.split(",")]
@@ -166,7 +169,7 @@ def main() -> int:
                 for devices in variants if engine == "starjax" else [None]:
                     print(f"{engine} {preset} batch {batch} ...", file=sys.stderr, flush=True)
                     if engine == "starjax":
-                        row = starjax_row(preset, batch, args.repeats, devices)
+                        row = starjax_row(preset, batch, args.repeats, devices, args.set)
                     else:
                         row = run_peer(engine, preset, batch, args.repeats)
                     if row.get("params"):
