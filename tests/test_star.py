@@ -83,6 +83,15 @@ def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
     assert 0 <= predict(task, [p], tries)["predicted_accuracy"] <= 1
 
 
+def test_the_table_shows_wrong_steps_only_for_tasks_that_check_them():
+    from starjax.star.report import table
+
+    plain = [{"iteration": 0, "test_accuracy": 0.5}, {"iteration": 1, "test_accuracy": 0.6, "kept": 3}]
+    assert "wrong step" not in table(plain)
+    checked = table(plain[:1] + [{**plain[1], "kept_wrong_step": 0.25}])
+    assert "wrong step" in checked.splitlines()[0] and checked.splitlines()[-1].split()[-1] == "0.250"
+
+
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 4), (4, 4, 2), (8, 1, 8)])
 def test_pass_at_k_is_the_chance_that_k_of_n_samples_hold_a_correct_one(n, c, k):
     subsets = list(combinations(range(n), k))  # samples 0..c-1 are the correct ones

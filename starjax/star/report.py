@@ -11,6 +11,8 @@ from starjax.star.evaluate import difficulty_key
 COLUMNS = [("iter", "iteration", "{:d}"), ("train acc", "train_accuracy", "{:.3f}"), ("kept", "kept", "{:d}"),
            ("rational.", "rationalized", "{:d}"), ("steps", "train_steps", "{:d}"), ("test acc", "test_accuracy", "{:.3f}"),
            ("predicted", "predicted_accuracy", "{:.3f}")]
+# Only for tasks that check steps: the share of kept rationales with a wrong step.
+WRONG_STEP = ("wrong step", "kept_wrong_step", "{:.3f}")
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -69,10 +71,11 @@ def plot(run_dir: Path, history: list[dict]) -> Path:
 def table(history: list[dict]) -> str:
     """The per-iteration table: one row per iteration, per-difficulty accuracies at the right."""
     labels = sorted({g for r in history for g in r.get("test_accuracy_by_difficulty", {})}, key=difficulty_key)
-    heads = [h for h, _, _ in COLUMNS] + [f"d={g}" for g in labels if len(labels) > 1]
+    columns = COLUMNS + ([WRONG_STEP] if any(r.get("kept_wrong_step") is not None for r in history) else [])
+    heads = [h for h, _, _ in columns] + [f"d={g}" for g in labels if len(labels) > 1]
     rows = []
     for r in history:
-        cells = [fmt.format(r[k]) if r.get(k) is not None else "-" for _, k, fmt in COLUMNS]
+        cells = [fmt.format(r[k]) if r.get(k) is not None else "-" for _, k, fmt in columns]
         if len(labels) > 1:
             cells += [f"{r['test_accuracy_by_difficulty'][g]:.2f}" if g in r.get("test_accuracy_by_difficulty", {}) else "-" for g in labels]
         rows.append(cells)
