@@ -51,7 +51,8 @@ def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: i
                 break
             if a.correct and (a.steps_ok or not verify_steps) and not (dedupe and a.completion in taken):
                 taken.append(a.completion)
-                out.append({"id": p.id, "prompt": task.prompt(p), "completion": a.completion, "rationalized": a.hinted})
+                out.append({"id": p.id, "prompt": task.prompt(p), "completion": a.completion, "rationalized": a.hinted,
+                            "steps_ok": a.steps_ok})
     return out
 
 

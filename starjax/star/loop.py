@@ -139,8 +139,7 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
         seconds["rationalize"] = time.perf_counter() - began
     kept += rationalized
     if hasattr(task, "step_checks"):  # RL-STaR: how many kept chains went through a wrong step
-        by_id = {p.id: p for p in train}
-        wrong = [not all(task.step_checks(by_id[r["id"]], r["completion"])) for r in kept]
+        wrong = [not r["steps_ok"] for r in kept]  # checked once, when the attempt was verified
         current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
     state["kept_all"] = merge_kept(state["kept_all"], kept, s.max_kept_per_question, s.dedupe) if s.accumulate else []
     state["kept"] = kept
