@@ -11,10 +11,14 @@ their ratio are printed (not a test, and not written to RESULTS.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampler import timed_generate  # noqa: E402
 
 
 def main() -> int:
@@ -31,15 +35,11 @@ def main() -> int:
     if args.rounds < 3:
         parser.error("--rounds must be >= 3 (medians)")
 
-    import jax
     from flax import nnx
 
     from starjax.config import ConfigError, load_config
-    from starjax.model.kv_cache import KVCache
     from starjax.model.transformer import create_model
     from starjax.runtime import start
-    from starjax.sampling.loop import compile_generate
-    from starjax.sampling.strategies import SamplingSettings
 
     overrides = [f"model.vocab_size={args.vocab}", f"sampler.max_new_tokens={args.new}", "sampler.temperature=1.0",
                  "mesh.data=1"] + ([f"model.preset={args.preset}"] if args.preset else [])
@@ -50,21 +50,15 @@ def main() -> int:
         return 2
     rules = start(cfg)
     graphdef, params = nnx.split(create_model(cfg.model, rules, seed=0))
-    programs = {fuse: compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=args.new,
-                                       num_samples=1, top_k=0, pad_id=0, on_compile=lambda: None, fuse_weights=fuse)
-                for fuse in (True, False)}
-    settings = SamplingSettings.create(cfg.sampler, eos_id=-1)  # -1 never occurs: every row runs to --new
-    prompts = np.random.RandomState(0).randint(4, args.vocab, (args.batch, args.prompt)).astype(np.int32)
-    lengths = np.full((args.batch,), args.prompt, np.int32)
-    caches = {fuse: KVCache.init(cfg.model, rules, args.batch, args.prompt + args.new) for fuse in programs}
+    calls = {fuse: timed_generate(dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, fuse_weights=fuse)),
+                                  rules, graphdef, params, args.batch, args.prompt, args.new)
+             for fuse in (True, False)}
     times: dict[bool, list[float]] = {True: [], False: []}
     for i in range(args.rounds + 1):
-        for fuse, fn in programs.items():
-            began = time.perf_counter()
-            out, caches[fuse] = fn(params, caches[fuse], prompts, lengths, jax.random.key(i), settings)
-            jax.block_until_ready(out)
+        for fuse, call in calls.items():
+            seconds = call(i)
             if i:  # the first call compiles
-                times[fuse].append(time.perf_counter() - began)
+                times[fuse].append(seconds)
     tokens = args.batch * args.new
     fused, stored = (float(np.median(times[f])) for f in (True, False))
     print(f"fused {tokens / fused:,.0f} tokens/s, stored {tokens / stored:,.0f} tokens/s, "

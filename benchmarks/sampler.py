@@ -37,31 +37,19 @@ SHAPES = {  # preset: (vocab, prompt length, new tokens)
 PEER_SCRIPTS = {"tunix": "peers/tunix_sampler.py", "transformers": "peers/hf_generate.py"}
 
 
-def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: list[str]) -> dict:
-    """Runs in a fresh process (see `starjax_row`): the CPU device count is fixed at JAX start-up."""
+def timed_generate(cfg, rules, graphdef, params, batch: int, prompt_len: int, new: int):
+    """`call(seed) -> seconds`: one compiled generate call (layout from `cfg.sampler.fuse_weights`)
+    on fixed random prompts, temperature 1.0, EOS disabled so every row generates `new` tokens."""
     import jax
 
-    if devices > 1:
-        jax.config.update("jax_num_cpu_devices", devices)
-    from flax import nnx
-
-    from starjax.config import load_config
     from starjax.model.kv_cache import KVCache
-    from starjax.model.transformer import count_params, create_model
-    from starjax.runtime import start
     from starjax.sampling.loop import compile_generate
     from starjax.sampling.strategies import SamplingSettings
 
-    vocab, prompt_len, new = SHAPES[preset]
-    cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
-                             "sampler.temperature=1.0", f"mesh.data={devices}", *overrides])
-    rules = start(cfg)
-    model = create_model(cfg.model, rules, seed=0)
-    graphdef, params = nnx.split(model)
     fn = compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=new, num_samples=1,
                           top_k=0, pad_id=0, on_compile=lambda: None, fuse_weights=cfg.sampler.fuse_weights)
     settings = SamplingSettings.create(cfg.sampler, eos_id=-1)  # -1 never occurs: EOS disabled
-    prompts = np.random.RandomState(0).randint(4, vocab, (batch, prompt_len)).astype(np.int32)
+    prompts = np.random.RandomState(0).randint(4, cfg.model.vocab_size, (batch, prompt_len)).astype(np.int32)
     lengths = np.full((batch,), prompt_len, np.int32)
     cache = KVCache.init(cfg.model, rules, batch, prompt_len + new)
 
@@ -73,6 +61,28 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: 
         assert int(out.lengths.min()) == new, "every row must generate exactly the new-token count"
         return time.perf_counter() - start
 
+    return call
+
+
+def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: list[str]) -> dict:
+    """Runs in a fresh process (see `starjax_row`): the CPU device count is fixed at JAX start-up."""
+    import jax
+
+    if devices > 1:
+        jax.config.update("jax_num_cpu_devices", devices)
+    from flax import nnx
+
+    from starjax.config import load_config
+    from starjax.model.transformer import count_params, create_model
+    from starjax.runtime import start
+
+    vocab, prompt_len, new = SHAPES[preset]
+    cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
+                             "sampler.temperature=1.0", f"mesh.data={devices}", *overrides])
+    rules = start(cfg)
+    model = create_model(cfg.model, rules, seed=0)
+    graphdef, params = nnx.split(model)
+    call = timed_generate(cfg, rules, graphdef, params, batch, prompt_len, new)
     compile_s = call(0)
     times = [call(seed) for seed in range(1, repeats + 1)]
     engine = "starjax" if devices == 1 else f"starjax-dp{devices}"
