@@ -12,6 +12,7 @@ import collections
 import gzip
 import json
 import re
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -39,13 +40,15 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="traced steps (after 2 untraced ones)")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
-    step_fn, state, batches, _ = build_starjax(args.preset, 2 + args.steps)
-    for i in range(2):  # compile and warm up outside the trace
+    step_fn, state, batches, _ = build_starjax(args.preset, 3 + args.steps)
+    for i in range(3):  # compile and warm up outside the trace; the last step counts page faults
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         state, metrics = step_fn(state, batches[i])
         float(metrics["loss"])
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d):
-            for i in range(2, 2 + args.steps):
+            for i in range(3, 3 + args.steps):
                 state, metrics = step_fn(state, batches[i])
                 float(metrics["loss"])
         times = kernel_times(Path(d))
@@ -56,7 +59,8 @@ def main() -> int:
         # reductions, transposes and copies
         kinds["matmul (ynn_fusion)" if name.startswith("ynn_fusion") else re.sub(r"[.\d]+$", "", name)] += ms
     total = sum(per_step.values())
-    print(f"{args.preset}: {total:.0f} ms of XLA kernels per step (kernels may overlap on the two cores)")
+    print(f"{args.preset}: {total:.0f} ms of XLA kernels per step (kernels may overlap on the two cores); "
+          f"{faults:,} page faults in an untraced step (starjax/host_memory.py)")
     for kind, ms in kinds.most_common(args.top):
         print(f"  {ms:8.1f} ms  {100 * ms / total:4.1f}%  {kind}")
     return 0

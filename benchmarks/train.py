@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "peers"))
 
-from common import PRESETS, TRAIN_SHAPES, make_train_batch  # noqa: E402
+from common import PRESETS, TRAIN_SHAPES, make_train_batch, peak_rss_gb  # noqa: E402
 from machine import describe_machine, matmul_peak_gflops  # noqa: E402
 from results import publish  # noqa: E402
 
@@ -80,7 +80,7 @@ def run_starjax(preset: str, steps: int, warmup: int) -> dict:
     times = [run(i) for i in range(warmup, warmup + steps)]
     return dict(engine="starjax", preset=preset, batch=shape["batch"], seq_len=shape["seq_len"], compile_s=compile_s,
                 times_s=times, tokens_per_s=shape["batch"] * shape["seq_len"] / float(np.median(times)), params=params,
-                loss_first=losses[0], loss_last=losses[-1])
+                loss_first=losses[0], loss_last=losses[-1], peak_rss_gb=peak_rss_gb())
 
 
 def subprocess_row(cmd: list[str], engine: str, preset: str) -> dict:
@@ -123,16 +123,17 @@ def main() -> int:
             rows.append(subprocess_row(cmd, engine, preset))
             print(f"  -> {rows[-1].get('tokens_per_s', rows[-1].get('error'))}", file=sys.stderr, flush=True)
 
-    table = ["| preset | engine | tokens/s (median) | compile s | MFU | starjax / this |", "|---|---|---|---|---|---|"]
+    table = ["| preset | engine | tokens/s (median) | compile s | MFU | peak RSS GB | starjax / this |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         if "error" in row:
-            table.append(f"| {row['preset']} | {row['engine']} | failed: {row['error']} | | | |")
+            table.append(f"| {row['preset']} | {row['engine']} | failed: {row['error']} | | | | |")
             continue
         row["mfu"] = 6 * row["params"] * row["tokens_per_s"] / (peak * 1e9)
         ours = next((r for r in rows if r["engine"] == "starjax" and r["preset"] == row["preset"] and "tokens_per_s" in r), None)
         ratio = f"{ours['tokens_per_s'] / row['tokens_per_s']:.2f}x" if ours and row["engine"] != "starjax" else ""
         table.append(f"| {row['preset']} | {row['engine']} | {row['tokens_per_s']:,.0f} | {row['compile_s']:.1f} | "
-                     f"{100 * row['mfu']:.0f}% | {ratio} |")
+                     f"{100 * row['mfu']:.0f}% | {row['peak_rss_gb']:.1f} | {ratio} |")
     title = f"Training throughput (`{' '.join(['python benchmarks/train.py'] + sys.argv[1:])}`)"
     body = describe_machine(peak) + "\n\n" + "\n".join(table)
     publish("train", title, body, rows, ("engine", "preset", "tokens_per_s", "mfu"), args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -114,9 +115,14 @@ def versions(*dists: str) -> str:
     return ", ".join(f"{d} {metadata.version(d)}" for d in dists)
 
 
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
+
+
 def emit(result: dict) -> None:
     """The last stdout line is the JSON result the driver parses."""
-    print(json.dumps(result), flush=True)
+    print(json.dumps({**result, "peak_rss_gb": peak_rss_gb()}), flush=True)
 
 
 def rounded_times(compile_s: float, times: list, tokens: int) -> dict:
