@@ -306,6 +306,10 @@ class StarConfig:
     # Cap on kept rationales per question, and drop duplicate rationales (ReST-EM / RFT).
     max_kept_per_question: int = 1
     dedupe: bool = True
+    # Fill that cap with the most often drawn correct rationales first, not the first drawn: with
+    # several samples, a rationale the model keeps producing is more often sound than one that
+    # reaches the answer through a slip. Not in STaR (which samples once).
+    prefer_frequent: bool = False
     # Keep every earlier iteration's rationales too (V-STaR).
     accumulate: bool = False
     # Fine-tune from the base model every iteration (STaR); false continues from the last one.

@@ -66,6 +66,12 @@ def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
     row = [Attempt("q1", "", False, text, "42", True, steps) for text, steps in [("a", False), ("b", True)]]
     assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True)] == ["a", "b"]
     assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, verify_steps=True)] == ["b"]
+    row = [Attempt("q1", "", False, text, "42", ok) for text, ok in [("x", True), ("y", True), ("z", False), ("y", True),
+                                                                       ("z", False), ("z", False)]]
+    assert [r["completion"] for r in keep(task, [p], [row], cap=1, dedupe=True)] == ["x"]
+    # the rationale drawn twice goes first; a wrong one drawn more often never counts
+    assert [r["completion"] for r in keep(task, [p], [row], cap=1, dedupe=True, prefer_frequent=True)] == ["y"]
+    assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, prefer_frequent=True)] == ["y", "x"]
     merged = merge_kept([{"id": "q1", "completion": "a"}, {"id": "q2", "completion": "z"}],
                         [{"id": "q1", "completion": "c"}, {"id": "q1", "completion": "a"}], cap=2, dedupe=True)
     assert [(r["id"], r["completion"]) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
@@ -123,9 +129,12 @@ def test_resume_skips_exactly_the_phases_already_checkpointed():
 
 
 def test_config_changes_ignore_the_iteration_count():
-    a = "star:\n  iterations: 3\n  temperature: 0.0\nseed: 1\n"
+    a = "star:\n  iterations: 3\n  temperature: 0.0\n  dedupe: true\nseed: 1\n"
     assert config_changes(a, a.replace("iterations: 3", "iterations: 9")) == []
     assert config_changes(a, a.replace("seed: 1", "seed: 2")) == [("seed", 1, 2)]
+    older = a.replace("  dedupe: true\n", "")  # a run saved before the key existed: compared as its default
+    assert "dedupe" not in older and config_changes(older, a) == []
+    assert config_changes(older, a.replace("dedupe: true", "dedupe: false")) == [("star.dedupe", None, False)]
     # where a run runs (processes, devices, mesh sizes) may change on resume; what it runs may not
     here = to_yaml(load_config(None, []))
     moved = to_yaml(load_config(None, ["runtime.num_cpu_devices=4", "mesh.data=4", "runtime.distributed.mode=auto"]))

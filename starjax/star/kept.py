@@ -39,12 +39,16 @@ def attempts(task: Task, problems: list[Problem], samples: list[list[str]], hint
 
 
 def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: int, dedupe: bool,
-         verify_steps: bool = False) -> list[dict]:
+         verify_steps: bool = False, prefer_frequent: bool = False) -> list[dict]:
     """Training records from correct attempts (with `verify_steps`, only those whose every step
-    checks too): at most `cap` per problem, duplicates dropped if `dedupe`. A rationalized
-    attempt is stored with the plain prompt, as if no hint was given."""
+    checks too): at most `cap` per problem, duplicates dropped if `dedupe`, in drawing order or,
+    with `prefer_frequent`, the most often drawn completion first. A rationalized attempt is
+    stored with the plain prompt, as if no hint was given."""
     out = []
     for p, row in zip(problems, tries):
+        if prefer_frequent:
+            drawn = Counter(a.completion for a in row)
+            row = sorted(row, key=lambda a: -drawn[a.completion])  # stable: ties keep drawing order
         taken: list[str] = []
         for a in row:
             if len(taken) == cap:

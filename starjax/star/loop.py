@@ -123,7 +123,7 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
                "train_accuracy_by_difficulty": by_difficulty(train, solved),
                "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)}
     current.update(predict(task, train, tries))
-    kept = keep(task, train, tries, s.max_kept_per_question, s.dedupe, s.verify_steps)
+    kept = keep(task, train, tries, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent)
     seconds = {"generate": time.perf_counter() - began}
     samples = [a.record(p) for p, row in zip(train, tries) for a in row]
     rationalized: list[dict] = []
@@ -134,7 +134,8 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
             hinted_texts = task.complete(sampler, [task.prompt(p, hint=True) for p in failed], _seed(cfg, n, 1),
                                          s.temperature, s.rationalize_samples or s.num_samples)
             hinted = attempts(task, failed, hinted_texts, hinted=True)
-            rationalized = keep(task, failed, hinted, s.max_kept_per_question, s.dedupe, s.verify_steps)
+            rationalized = keep(task, failed, hinted, s.max_kept_per_question, s.dedupe, s.verify_steps,
+                                 s.prefer_frequent)
             samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
         seconds["rationalize"] = time.perf_counter() - began
     kept += rationalized

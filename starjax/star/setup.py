@@ -83,6 +83,8 @@ def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
 
 
 def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, object]]:
+    """Keys whose value differs; a key the old config lacks (a run from an older starjax) is
+    compared as its default."""
     def flat(node, prefix=""):
         out = {}
         for k, v in node.items():
@@ -92,8 +94,9 @@ def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, obje
 
     old = flat(OmegaConf.to_container(OmegaConf.create(old_yaml)))
     new = flat(OmegaConf.to_container(OmegaConf.create(new_yaml)))
+    defaults = flat(OmegaConf.to_container(OmegaConf.create(to_yaml(Config()))))
     keys = sorted(set(old) | set(new))
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)
+    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k, defaults.get(k)) != new.get(k)
             and k not in RESUMABLE_CHANGES and not k.startswith(RESUMABLE_PREFIXES)]
 
 
