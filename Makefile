@@ -36,7 +36,7 @@ $(TORCH_STAMP): tests/hf/requirements-torch.txt
 test: $(STAMP) $(TORCH_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# STaR on addition, end to end on CPU (data, tokenizer, base pre-training, 11 iterations) into runs/demo.
+# STaR on addition, end to end on CPU (data, tokenizer, base pre-training, 10 iterations) into runs/demo.
 # Rerunning resumes (or, when finished, reprints the table); `rm -rf runs/demo` starts over.
 demo: $(STAMP)
 	$(VENV)/bin/starjax star configs/demo.yaml $(DEMO_ARGS)
