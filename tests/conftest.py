@@ -3,6 +3,10 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# glibc's defaults for the suite and its subprocesses: with 8 fake devices and hundreds of small
+# programs, starjax's host-memory settings make it slower (tests/test_sampler.py: 147 s against
+# 90 s); tests/test_host_memory.py checks those settings in processes of its own
+os.environ.setdefault("STARJAX_HOST_MALLOC", "system")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
