@@ -3,12 +3,14 @@
 XLA:CPU allocates every execution's scratch buffer afresh (about 600 MB for a `tiny` train
 step) from one of its worker threads. glibc serves an allocation that large with a new `mmap`
 and returns it with `munmap`, so each step touches hundreds of MB of new pages: about 150,000
-page faults and a quarter of a `tiny` train step on a 2-core CPU. With one arena, no `mmap`
-and no trimming, the freed block stays in the heap and the next step reuses it.
+page faults for a `tiny` train step, which then runs at about 1/1.25 of its speed on a 2-core
+CPU (docs/training.md). With one arena, no `mmap` and no trimming, the freed block stays in the
+heap and the next step reuses it.
 
 Applied when `starjax` is imported, before JAX starts its threads (glibc fixes a thread's arena
-at its first allocation). The cost: freed host memory is kept for reuse rather than returned to
-the system. `STARJAX_HOST_MALLOC=system` leaves glibc's defaults alone.
+at its first allocation). The costs: freed host memory is kept for reuse rather than returned
+to the system, and a process with many devices that compiles many small programs (the test
+suite) runs slower. `STARJAX_HOST_MALLOC=system` leaves glibc's defaults alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 
 
 def keep_freed_host_memory() -> bool:
-    """Sets the malloc options above; False (and nothing changed) where they do not apply."""
+    """Sets the malloc options above; False where they do not apply or glibc refuses one."""
     setting = os.environ.get(ENV_VAR, "reuse")
     if setting not in ("reuse", "system"):  # a warning, not an error: this runs at import
         warnings.warn(f"{ENV_VAR}={setting!r} is not 'reuse' or 'system'; leaving glibc's malloc defaults", stacklevel=2)
