@@ -1,4 +1,5 @@
-"""Train step: learns, sharded == single device, accumulation == big batch, packing, loss mask."""
+"""Train step: learns, sharded == single device, accumulation == big batch, packing, loss mask,
+one compiled program shared by fit calls."""
 
 import dataclasses
 
@@ -11,7 +12,9 @@ from flax import nnx
 from conftest import SMALL_MODEL, make_rules
 from starjax.config import load_config
 from starjax.model.transformer import create_model
+from starjax.training import step as step_module
 from starjax.training.data import Example, PackedData, device_batch, pack
+from starjax.training.fit import fit, with_steps
 from starjax.training.optimizer import decay_mask, schedule
 from starjax.training.step import Batch, compile_train_step, init_state, loss_sums
 
@@ -150,3 +153,23 @@ def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
     assert np.isfinite(float(metrics["loss"]))
     ref, ref_metrics = run_steps((1, 1, 1))
     assert abs(float(metrics["loss"]) - float(ref_metrics["loss"])) < 0.05  # same model, lower precision
+
+
+def test_fit_calls_that_differ_in_steps_share_one_compiled_step(monkeypatch):
+    cfg, rules, _, _ = setup(overrides=["train.learning_rate=1.234e-3"])  # a program no other test compiles
+    examples = toy_examples()
+
+    def run(train_cfg, seed):
+        return fit(create_model(cfg.model, rules, seed=seed), examples, train_cfg, seed, progress=False)
+
+    assert run(with_steps(cfg.train, 3), 0).compilations == 1
+    reused = run(with_steps(cfg.train, 5), 1)
+    assert reused.compilations == 0
+    monkeypatch.setattr(step_module, "_PROGRAMS", [])  # the same fit, compiled afresh, gives the same model
+    fresh = run(with_steps(cfg.train, 5), 1)
+    assert fresh.compilations == 1
+    for a, b in zip(jax.tree.leaves(nnx.state(reused.model)), jax.tree.leaves(nnx.state(fresh.model))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    cosine = dataclasses.replace(cfg.train, schedule="cosine")  # its decay reads `steps`: one program each
+    assert run(with_steps(cosine, 3), 0).compilations == 1
+    assert run(with_steps(cosine, 4), 0).compilations == 1

@@ -23,7 +23,7 @@ from starjax.checkpoint import TrainCheckpoints
 from starjax.config import ConfigError, TrainConfig
 from starjax.model.transformer import Transformer
 from starjax.training.data import Example, PackedData, device_batch
-from starjax.training.step import TrainState, compile_train_step, init_state
+from starjax.training.step import TrainState, compile_train_step, init_state, train_step_traces
 
 StepHook = Callable[[int, dict, TrainState], None]  # (steps done, metrics, state) after every step
 
@@ -35,7 +35,7 @@ class NonFiniteLoss(RuntimeError):
 @dataclasses.dataclass
 class FitResult:
     model: Transformer
-    compilations: int  # 1 when this call compiled and ran steps, 0 when its checkpoint was already final
+    compilations: int  # train step programs compiled by this call: 0 when an earlier call's was reused
 
 
 def fit(
@@ -65,6 +65,7 @@ def fit(
     if ckpts is not None and (resumed := ckpts.restore_latest(state)) is not None:
         start, state, _ = resumed
     step_fn = compile_train_step(graphdef, cfg, rules, state)
+    traces = train_step_traces()
     lead = multihost.is_lead()
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, unit="step", disable=not (lead and progress), leave=False)
     last_save = start
@@ -96,7 +97,7 @@ def fit(
         bar.close()
         if ckpts is not None:
             ckpts.close()
-    return FitResult(nnx.merge(graphdef, state.params), int(start < cfg.steps))
+    return FitResult(nnx.merge(graphdef, state.params), train_step_traces() - traces)
 
 
 def with_steps(cfg: TrainConfig, steps: int) -> TrainConfig:

@@ -7,6 +7,7 @@ micro-batches (a `lax.scan` inside the step) gives exactly the full-batch gradie
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import flax.struct
@@ -114,13 +115,54 @@ def batch_shardings(rules: AxisRules) -> Batch:
     return Batch(s, s, s, s, s)
 
 
+# (graphdef, key, program) per compiled step: a list, since a GraphDef compares equal to its
+# twin from another model of the same structure but holds unhashable configs
+_PROGRAMS: list[tuple[nnx.GraphDef, tuple, Callable]] = []
+_TRACES = [0]
+
+
+def train_step_traces() -> int:
+    """How many train step programs this process has traced (each trace is one XLA compile)."""
+    return _TRACES[0]
+
+
+def program_config(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the fields the compiled step does not read set to their defaults.
+
+    Calls that differ only in those (every STaR fine-tune differs in `steps`) share one program.
+    `steps` shapes only a cosine schedule; batch_size and seq_len are array shapes, which jit
+    keys on by itself.
+    """
+    d = TrainConfig()
+    return dataclasses.replace(
+        cfg, steps=cfg.steps if cfg.schedule == "cosine" else d.steps, batch_size=d.batch_size, seq_len=d.seq_len,
+        init_from=None, checkpoint_every=d.checkpoint_every, keep_checkpoints=d.keep_checkpoints, eval_every=d.eval_every,
+    )
+
+
 def compile_train_step(graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState) -> Callable:
-    """`train_step` under jax.jit: explicit in/out shardings, the state donated."""
+    """`train_step` under jax.jit: explicit in/out shardings, the state donated.
+
+    One jitted function per (model structure, program config, shardings) for the life of the
+    process, so repeated `fit` calls reuse its compiled executables instead of recompiling.
+    """
     state_sh = state_shardings(state, rules)
-    replicated = rules.sharding(())
-    return jax.jit(
-        lambda s, b: train_step(graphdef, cfg, rules, s, b),
+    cfg = program_config(cfg)
+    leaves, treedef = jax.tree.flatten(state_sh)
+    key = (dataclasses.astuple(cfg), rules, treedef, tuple(leaves))
+    for seen, seen_key, program in _PROGRAMS:
+        if seen_key == key and seen == graphdef:
+            return program
+
+    def traced(s: TrainState, b: Batch) -> tuple[TrainState, dict]:
+        _TRACES[0] += 1
+        return train_step(graphdef, cfg, rules, s, b)
+
+    program = jax.jit(
+        traced,
         in_shardings=(state_sh, batch_shardings(rules)),
-        out_shardings=(state_sh, replicated),
+        out_shardings=(state_sh, rules.sharding(())),
         donate_argnums=(0,),
     )
+    _PROGRAMS.append((graphdef, key, program))
+    return program
