@@ -10,7 +10,8 @@ heap and the next step reuses it.
 Applied when `starjax` is imported, before JAX starts its threads (glibc fixes a thread's arena
 at its first allocation). The costs: freed host memory is kept for reuse rather than returned
 to the system, and a process with many devices that compiles many small programs (the test
-suite) runs slower. `STARJAX_HOST_MALLOC=system` leaves glibc's defaults alone.
+suite) runs slower. The single arena causes that slowdown, and the reuse needs it
+(docs/training.md). `STARJAX_HOST_MALLOC=system` leaves glibc's defaults alone.
 """
 
 from __future__ import annotations
