@@ -4,8 +4,11 @@ Same shapes and settings for every engine: random-init float32 Llama-family mode
 vocab 64, prompt 32, 64 new tokens; `small` with vocab 32000, prompt 64, 32 new tokens),
 temperature 1.0, no top-k/top-p, EOS disabled so every row generates exactly the new-token
 count. tokens/s = batch x new tokens / median wall time of a whole generate call (prefill +
-decode); the first call (compilation, warm-up) is reported apart. Peers run in their own
-virtual environments (benchmarks/peer_envs.py creates them on first use).
+decode); the first calls (compilation, warm-up) are reported apart. Every engine alternates
+whole calls with single-token calls (prefill and the first token): "prefill s" is the median of
+those, "decode tokens/s" = batch x (new tokens - 1) / (whole - prefill), the steady decode rate
+without the prompt pass. Peers run in their own virtual environments (benchmarks/peer_envs.py
+creates them on first use); all three time calls with benchmarks/peers/common.py.
 
     .venv/bin/python benchmarks/sampler.py                 # everything, writes benchmarks/RESULTS.md
     .venv/bin/python benchmarks/sampler.py --engines starjax --batches 32 --no-write
@@ -26,7 +29,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "peers"))
 
+from common import generate_row, time_generate  # noqa: E402  (peers/common.py: one timing protocol for all)
 from machine import describe_machine, matmul_peak_gflops  # noqa: E402
 from results import publish  # noqa: E402
 
@@ -38,8 +43,11 @@ PEER_SCRIPTS = {"tunix": "peers/tunix_sampler.py", "transformers": "peers/hf_gen
 
 
 def timed_generate(cfg, rules, graphdef, params, batch: int, prompt_len: int, new: int):
-    """`call(seed) -> seconds`: one compiled generate call (layout from `cfg.sampler.fuse_weights`)
-    on fixed random prompts, temperature 1.0, EOS disabled so every row generates `new` tokens."""
+    """`call(seed, n=new) -> seconds`: one compiled generate call (layout from
+    `cfg.sampler.fuse_weights`) on fixed random prompts, temperature 1.0, EOS disabled so every
+    row generates `n` tokens. `n` is traced (max_new_tokens): every n <= new runs one program."""
+    import dataclasses
+
     import jax
 
     from starjax.model.kv_cache import KVCache
@@ -53,12 +61,13 @@ def timed_generate(cfg, rules, graphdef, params, batch: int, prompt_len: int, ne
     lengths = np.full((batch,), prompt_len, np.int32)
     cache = KVCache.init(cfg.model, rules, batch, prompt_len + new)
 
-    def call(seed: int) -> float:
+    def call(seed: int, n: int = new) -> float:
         nonlocal cache
         start = time.perf_counter()
-        out, cache = fn(params, cache, prompts, lengths, jax.random.key(seed), settings)
+        out, cache = fn(params, cache, prompts, lengths, jax.random.key(seed),
+                        dataclasses.replace(settings, max_new_tokens=np.int32(n)))
         jax.block_until_ready(out)
-        assert int(out.lengths.min()) == new, "every row must generate exactly the new-token count"
+        assert int(out.lengths.min()) == int(out.lengths.max()) == n, "every row must generate exactly n tokens"
         return time.perf_counter() - start
 
     return call
@@ -83,11 +92,9 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: 
     model = create_model(cfg.model, rules, seed=0)
     graphdef, params = nnx.split(model)
     call = timed_generate(cfg, rules, graphdef, params, batch, prompt_len, new)
-    compile_s = call(0)
-    times = [call(seed) for seed in range(1, repeats + 1)]
+    timing = time_generate(call, new, repeats)
     engine = "starjax" if devices == 1 else f"starjax-dp{devices}"
-    return dict(engine=engine, preset=preset, batch=batch, compile_s=compile_s, times_s=times,
-                tokens_per_s=batch * new / float(np.median(times)), params=count_params(model))
+    return {**generate_row(engine, preset, batch, new, *timing), "params": count_params(model)}
 
 
 def starjax_row(preset: str, batch: int, repeats: int, devices: int, overrides: list[str]) -> dict:
@@ -119,14 +126,16 @@ def matmul_flops_per_call(preset: str, batch: int, params: int) -> float:
 
 
 def format_table(rows: list[dict], params: dict, peak: float) -> str:
-    """One line per run; each peer line carries the ratio of every starjax variant to it."""
-    table = ["| preset | batch | engine | tokens/s (median) | compile s | % of matmul peak | starjax / this |",
-             "|---|---|---|---|---|---|---|"]
+    """One line per run; each peer line carries the ratio of every starjax variant to it, for the
+    whole call and for the decode steps alone."""
+    table = ["| preset | batch | engine | tokens/s (median) | prefill s | decode tokens/s | compile s | "
+             "% of matmul peak | starjax / this: whole call (decode only) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "error" in row:
-            table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | failed: {row['error']} | | | |")
+            table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | failed: {row['error']} | | | | | |")
             continue
-        tps = row["tokens_per_s"]
+        tps, decode = row["tokens_per_s"], row.get("decode_tokens_per_s")
         pct = ""
         if params.get(row["preset"]):
             seconds = row["batch"] * SHAPES[row["preset"]][2] / tps
@@ -136,9 +145,12 @@ def format_table(rows: list[dict], params: dict, peak: float) -> str:
             for ours in rows:
                 same = ours["preset"] == row["preset"] and ours["batch"] == row["batch"]
                 if same and ours["engine"].startswith("starjax") and "tokens_per_s" in ours:
-                    ratios.append(f"{ours['engine']} {ours['tokens_per_s'] / tps:.2f}x")
-        table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | "
-                     f"{row.get('compile_s', 0):.1f} | {pct} | {', '.join(ratios)} |")
+                    split = (f" ({ours['decode_tokens_per_s'] / decode:.2f}x)"
+                             if decode and ours.get("decode_tokens_per_s") else "")
+                    ratios.append(f"{ours['engine']} {ours['tokens_per_s'] / tps:.2f}x{split}")
+        table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | {row['prefill_s']:.3f} | "
+                     f"{f'{decode:,.0f}' if decode else 'n/a'} | {row.get('compile_s', 0):.1f} | {pct} | "
+                     f"{', '.join(ratios)} |")
     return "\n".join(table)
 
 

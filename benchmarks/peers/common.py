@@ -101,14 +101,39 @@ def time_calls(fn: Callable[[int], None], warmup: int, repeats: int):
     return compile_s, times
 
 
-def time_generate(generate: Callable[[int], None], repeats: int):
-    """First call (compile / warm-up) timed alone, then `repeats` timed calls.
+def time_generate(generate: Callable[[int, int], None], new_tokens: int, repeats: int):
+    """`generate(seed, n)` runs prefill + decode of `n` new tokens and only returns once the
+    result is materialised. Returns (compile_s, times, prefill_times).
 
-    `generate(seed)` must run the full prefill+decode and only return once the
-    result is materialised; each call gets its own sampling seed (0 for the
-    warm-up, then 1..repeats).
+    Warm-up first (one full call and one single-token call, timed together as compile_s: an
+    engine may compile each), then `repeats` rounds that alternate a full call with a
+    single-token call (prefill and the first token only), so both see the same machine state.
+    Each call gets its own sampling seed.
     """
-    return time_calls(generate, 1, repeats)
+    t0 = time.perf_counter()
+    generate(0, new_tokens)
+    generate(0, 1)
+    compile_s = time.perf_counter() - t0
+    times, prefill_times = [], []
+    for seed in range(1, repeats + 1):
+        for n, out in ((new_tokens, times), (1, prefill_times)):
+            t0 = time.perf_counter()
+            generate(seed, n)
+            out.append(time.perf_counter() - t0)
+    return compile_s, times, prefill_times
+
+
+def generate_row(engine: str, preset: str, batch: int, new_tokens: int, compile_s: float,
+                 times: list, prefill_times: list) -> dict:
+    """Whole-call tokens/s, plus the split: prefill_s (a single-token call) and decode tokens/s
+    over the remaining new_tokens - 1 steps (difference of the medians)."""
+    full, prefill = statistics.median(times), statistics.median(prefill_times)
+    decode = batch * (new_tokens - 1) / (full - prefill) if full > prefill else None
+    return {"engine": engine, "preset": preset, "batch": batch,
+            **rounded_times(compile_s, times, batch * new_tokens),
+            "prefill_times_s": [round(t, 4) for t in prefill_times],
+            "prefill_s": round(prefill, 4),
+            "decode_tokens_per_s": decode and round(decode, 2)}
 
 
 def versions(*dists: str) -> str:
@@ -131,15 +156,11 @@ def rounded_times(compile_s: float, times: list, tokens: int) -> dict:
             "tokens_per_s": round(tokens / statistics.median(times), 2)}
 
 
-def report(engine: str, args, cfg: dict, compile_s: float, times: list,
-           version: str, note: str) -> None:
-    tokens = args.batch * cfg["new_tokens"]
-    emit({
-        "engine": engine, "preset": args.preset, "batch": args.batch,
-        "new_tokens": cfg["new_tokens"], "prompt_len": cfg["prompt_len"],
-        **rounded_times(compile_s, times, tokens),
-        "version": version, "note": note,
-    })
+def report(engine: str, args, cfg: dict, timing: tuple, version: str, note: str) -> None:
+    """`timing` is time_generate's result."""
+    emit({**generate_row(engine, args.preset, args.batch, cfg["new_tokens"], *timing),
+          "new_tokens": cfg["new_tokens"], "prompt_len": cfg["prompt_len"],
+          "version": version, "note": note})
 
 
 def run_main(main: Callable[[], None]) -> None:

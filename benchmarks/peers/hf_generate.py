@@ -62,25 +62,29 @@ def main() -> None:
     # No padding, so the mask is all ones; passing it avoids HF guessing.
     attention_mask = torch.ones_like(input_ids)
     new = cfg["new_tokens"]
-    gen_cfg = GenerationConfig(
-        do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-        max_new_tokens=new, min_new_tokens=new,
-        eos_token_id=None, pad_token_id=0,  # pad id is never used (no eos)
-        use_cache=True,
-    )
 
-    def generate(seed: int) -> None:
+    def config(n: int):
+        return GenerationConfig(
+            do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+            max_new_tokens=n, min_new_tokens=n,
+            eos_token_id=None, pad_token_id=0,  # pad id is never used (no eos)
+            use_cache=True,
+        )
+
+    gen_cfgs = {new: config(new), 1: config(1)}
+
+    def generate(seed: int, n: int) -> None:
         torch.manual_seed(seed)  # HF sampling draws from torch's global RNG
         with torch.inference_mode():
             out = model.generate(input_ids=input_ids,
                                  attention_mask=attention_mask,
-                                 generation_config=gen_cfg)
-        if tuple(out.shape) != (args.batch, cfg["prompt_len"] + new):
+                                 generation_config=gen_cfgs[n])
+        if tuple(out.shape) != (args.batch, cfg["prompt_len"] + n):
             raise RuntimeError(f"unexpected output shape {tuple(out.shape)}")
 
-    compile_s, times = common.time_generate(generate, args.repeats)
+    timing = common.time_generate(generate, new, args.repeats)
     common.report(
-        "transformers", args, cfg, compile_s, times,
+        "transformers", args, cfg, timing,
         common.versions("transformers", "torch"),
         f"LlamaForCausalLM eager PyTorch, attn={model.config._attn_implementation},"
         f" DynamicCache, tied embeddings, torch threads {torch.get_num_threads()};"
