@@ -156,9 +156,9 @@ class SamplerConfig:
     stop_ids: List[int] = field(default_factory=list)
     # Show a progress bar over prompts.
     progress: bool = True
-    # Decode with q/k/v and gate/up concatenated, one product each (Transformer.fused_weights):
-    # faster for small models, at the cost of a per-call copy of about 2/3 of the weights.
-    # Turn off when the model barely fits in accelerator memory.
+    # Decode with q/k/v and gate/up concatenated, one product each, and on the CPU with large
+    # weights transposed (Transformer.fused_weights): faster, at the cost of a per-call copy of
+    # about 2/3 of the weights (on the CPU up to all of them). Turn off when memory is tight.
     fuse_weights: bool = True
 
 

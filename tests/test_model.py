@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from conftest import make_rules
+from starjax.model import layers
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import Transformer, count_params, create_model
 
@@ -125,11 +126,19 @@ def test_left_padded_cache_matches_each_prompt_alone(model_cfg, rules):
         np.testing.assert_allclose(jnp.stack([d[r] for d in decoded]), alone[0, len(p) :], **TOL)
 
 
-@pytest.mark.parametrize("bias", [False, True])
-def test_fused_inference_layout_equals_stored_layout(model_cfg, rules, bias):
-    """Decoding's fused q/k/v and gate/up products give the logits of the separate ones."""
-    cfg = dataclasses.replace(model_cfg, qkv_bias=bias)
+@pytest.mark.parametrize("bias, out_major, tie", [(False, False, True), (True, False, True), (True, True, True),
+                                                  (False, True, False)])
+def test_fused_inference_layout_equals_stored_layout(model_cfg, rules, bias, out_major, tie, monkeypatch):
+    """Decoding's fused q/k/v and gate/up products, and its out-major weights (forced here for
+    every weight; by default only large ones on the CPU), give the logits of the stored ones."""
+    monkeypatch.setattr(layers, "OUT_MAJOR_MIN_SIZE", 0 if out_major else layers.OUT_MAJOR_MIN_SIZE)
+    cfg = dataclasses.replace(model_cfg, qkv_bias=bias, tie_embeddings=tie)
     model = create_model(cfg, rules, seed=4)
+    layer_weights, head = model.fused_weights()
+    leaves = jax.tree.leaves(layer_weights, is_leaf=lambda x: isinstance(x, layers.DecodeWeight))
+    weights = [w for w in leaves if isinstance(w, layers.DecodeWeight)]
+    assert len(weights) == 4 * cfg.num_layers and {w.out_major for w in weights} == {out_major}
+    assert (head is not None) == out_major
     if bias:  # nonzero biases, so a misplaced one shows
         for block in model.blocks:
             for name in ("q_bias", "k_bias", "v_bias"):

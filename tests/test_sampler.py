@@ -11,6 +11,7 @@ from flax import nnx
 
 from conftest import SMALL_MODEL, make_rules
 from starjax.config import ConfigError, load_config
+from starjax.model import layers
 from starjax.model.transformer import create_model
 from starjax.sampling.engine import Sampler
 from starjax.sampling.strategies import SamplingSettings, choose_tokens, sample_categorical
@@ -61,8 +62,13 @@ def test_greedy_is_deterministic_and_seed_free(sampler):
     assert [c.tokens for c in a] == [c.tokens for c in b]
 
 
-def test_fused_weights_decode_as_the_stored_ones(sampler):
-    """sampler.fuse_weights only changes how the products are grouped, never the tokens."""
+@pytest.mark.parametrize("out_major", [False, True])
+def test_fused_weights_decode_as_the_stored_ones(sampler, out_major, monkeypatch):
+    """sampler.fuse_weights only changes how the products are grouped and laid out, never the
+    tokens; also with every decode weight out-major (by default only large ones, on the CPU)."""
+    if out_major:
+        monkeypatch.setattr(layers, "OUT_MAJOR_MIN_SIZE", 0)
+        sampler = Sampler(nnx.merge(sampler.graphdef, sampler.params), sampler.tokenizer, sampler.cfg)  # compiles afresh
     fused, plain = greedy(sampler), greedy(sampler, fuse_weights=False)
     assert [c.tokens for c in fused] == [c.tokens for c in plain]
     np.testing.assert_allclose([c.logprobs for c in fused], [c.logprobs for c in plain], rtol=1e-5, atol=1e-5)
@@ -155,7 +161,11 @@ def test_compilations_are_bounded_by_buckets(cfg, tok):
     assert [x[0].tokens for x in again] == [x[0].tokens for x in out[:5]]
 
 
-def test_sharded_greedy_equals_single_device(cfg, tok):
+@pytest.mark.parametrize("out_major", [False, True])
+def test_sharded_greedy_equals_single_device(cfg, tok, out_major, monkeypatch):
+    """Also with every decode weight out-major (on the CPU only large ones are by default)."""
+    if out_major:
+        monkeypatch.setattr(layers, "OUT_MAJOR_MIN_SIZE", 0)
     outs = []
     for shape in ((1, 1, 1), (2, 2, 2)):
         model = create_model(cfg.model, make_rules(shape), seed=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -24,6 +25,37 @@ def dtype_of(name: str) -> jnp.dtype:
 
 def head_dim_of(cfg: ModelConfig) -> int:
     return cfg.head_dim or cfg.d_model // cfg.num_heads
+
+
+# On XLA:CPU a product with few rows runs 1.2-1.5x faster as weight[out, in] @ x[in, rows] than
+# as x[rows, in] @ weight[in, out] (benchmarks/decode_products.py), but the two transposes around
+# it cost more than that saves on small weights: a 768-wide model decodes 1.2x faster with its
+# large weights out-major, a 256-wide one 0.8-0.9x with all of them.
+OUT_MAJOR_MIN_SIZE = 1 << 20
+
+
+@flax.struct.dataclass
+class DecodeWeight:
+    """A weight [in, out] in the layout decoding reads it: as stored, or transposed (out-major)
+    when it is large and the backend is the CPU (`OUT_MAJOR_MIN_SIZE`)."""
+
+    value: jax.Array
+    out_major: bool = flax.struct.field(pytree_node=False, default=False)
+
+    @classmethod
+    def of(cls, weight: jax.Array) -> "DecodeWeight":
+        out_major = jax.default_backend() == "cpu" and weight.size >= OUT_MAJOR_MIN_SIZE
+        return cls(weight.T if out_major else weight, out_major)
+
+    def apply(self, x: jax.Array, preferred_element_type=None) -> jax.Array:
+        """x [rows, in] times the weight: [rows, out]."""
+        w = self.value.astype(x.dtype)
+        if not self.out_major:
+            return jnp.matmul(x, w, preferred_element_type=preferred_element_type)
+        # Barriers: without them XLA folds both transposes into the product and is back to the
+        # slow layout.
+        xt = jax.lax.optimization_barrier(x.T)
+        return jax.lax.optimization_barrier(jnp.matmul(w, xt, preferred_element_type=preferred_element_type)).T
 
 
 def init_param(rngs: nnx.Rngs, rules: AxisRules, shape: tuple[int, ...], names: Names, std: float, dtype) -> nnx.Param:
@@ -89,14 +121,16 @@ class MLP(nnx.Module):
         self.up = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.down = init_param(rngs, rules, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"), out_std, pdt)
 
-    def fused_weight(self) -> jax.Array:
+    def fused_weights(self) -> tuple[DecodeWeight, DecodeWeight]:
         """gate and up as one [E, 2M] matrix, interleaved (column 2m is gate m, 2m + 1 is up m):
-        one product per decode step instead of two, and an "mlp"-sharded dimension stays local."""
+        one product per decode step instead of two, and an "mlp"-sharded dimension stays local;
+        and down. Both in decoding's layout (`DecodeWeight`)."""
         e = self.gate.shape[0]
-        return jnp.stack([self.gate[...], self.up[...]], axis=-1).reshape(e, -1)
+        gate_up = jnp.stack([self.gate[...], self.up[...]], axis=-1).reshape(e, -1)
+        return DecodeWeight.of(gate_up), DecodeWeight.of(self.down[...])
 
-    def __call__(self, x: jax.Array, fused: jax.Array | None = None) -> jax.Array:
-        """`fused`: `fused_weight()`, computed once outside a decode loop (same result)."""
+    def __call__(self, x: jax.Array, fused: tuple[DecodeWeight, DecodeWeight] | None = None) -> jax.Array:
+        """`fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
         dt = x.dtype
         b, t, e = x.shape
         # 2-D products: with [B, T, E] operands XLA:CPU transposes (copies) the activations and
@@ -105,11 +139,12 @@ class MLP(nnx.Module):
         if fused is None:
             g, u = x2 @ self.gate[...].astype(dt), x2 @ self.up[...].astype(dt)
         else:
-            y = (x2 @ fused.astype(dt)).reshape(b * t, -1, 2)
+            y = fused[0].apply(x2).reshape(b * t, -1, 2)
             g, u = y[..., 0], y[..., 1]
         g = jax.nn.silu(g) if self.activation == "silu" else jax.nn.gelu(g, approximate=True)
         h = self.rules.constrain((g * u).reshape(b, t, -1), ("batch", "length", "act_mlp")).reshape(b * t, -1)
-        return (h @ self.down[...].astype(dt)).reshape(b, t, e)
+        out = h @ self.down[...].astype(dt) if fused is None else fused[1].apply(h)
+        return out.reshape(b, t, e)
 
 
 class Attention(nnx.Module):
@@ -133,10 +168,11 @@ class Attention(nnx.Module):
         else:
             self.q_bias = self.k_bias = self.v_bias = None
 
-    def fused_weights(self) -> tuple[jax.Array, jax.Array | None]:
-        """q, k and v as one [E, K * (G + 2) * D] matrix (and its bias), grouped per KV head
-        (its G query heads, its key, its value): one product per decode step instead of three,
-        and a "kv_heads"-sharded dimension stays local."""
+    def fused_weights(self) -> tuple[DecodeWeight, jax.Array | None, DecodeWeight]:
+        """q, k and v as one [E, K * (G + 2) * D] matrix and its bias, grouped per KV head (its
+        G query heads, its key, its value): one product per decode step instead of three, and a
+        "kv_heads"-sharded dimension stays local; and o as [H * D, E]. Weights in decoding's
+        layout (`DecodeWeight`)."""
         e, h, d = self.q.shape
         kv = self.k.shape[1]
 
@@ -145,13 +181,14 @@ class Attention(nnx.Module):
             parts = (q.reshape(*lead, kv, h // kv, d), k.reshape(*lead, kv, 1, d), v.reshape(*lead, kv, 1, d))
             return jnp.concatenate(parts, axis=-2)
 
-        weight = grouped(self.q[...], self.k[...], self.v[...]).reshape(e, -1)
+        weight = DecodeWeight.of(grouped(self.q[...], self.k[...], self.v[...]).reshape(e, -1))
+        o = DecodeWeight.of(self.o[...].reshape(h * d, e))
         if self.q_bias is None:
-            return weight, None
-        return weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1)
+            return weight, None, o
+        return weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1), o
 
     def project_qkv(
-        self, x: jax.Array, positions: jax.Array, fused: tuple[jax.Array, jax.Array | None] | None = None
+        self, x: jax.Array, positions: jax.Array, fused: tuple | None = None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use.
 
@@ -173,9 +210,9 @@ class Attention(nnx.Module):
 
             q, k, v = proj(self.q, self.q_bias), proj(self.k, self.k_bias), proj(self.v, self.v_bias)
         else:
-            weight, bias = fused
+            weight, bias, _ = fused
             h, kv, d = self.cfg.num_heads, self.cfg.num_kv_heads, self.q.shape[2]
-            y = x2 @ weight.astype(dt)
+            y = weight.apply(x2)
             y = (y if bias is None else y + bias.astype(dt)).reshape(b, t, kv, h // kv + 2, d)
             q = heads_major(y[:, :, :, :-2].reshape(b, t, h, d))
             k, v = heads_major(y[:, :, :, -2]), heads_major(y[:, :, :, -1])
@@ -186,8 +223,10 @@ class Attention(nnx.Module):
         v = self.rules.constrain(v, ("batch", "act_kv_heads", "length", None))
         return q, k, v
 
-    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-        """q: [B, H, T, D]; k, v: [B, K, S, D]; mask: [B, T, S] (True = may attend). Returns [B, T, E]."""
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, fused: tuple | None = None) -> jax.Array:
+        """q: [B, H, T, D]; k, v: [B, K, S, D]; mask: [B, T, S] (True = may attend). Returns [B, T, E].
+
+        `fused`: `fused_weights()` (its o is used)."""
         b, h, t, d = q.shape
         kv_heads = k.shape[1]
         qg = q.reshape(b, kv_heads, h // kv_heads, t, d)
@@ -197,4 +236,5 @@ class Attention(nnx.Module):
         out = jnp.einsum("bkgts,bksd->bkgtd", probs, v).reshape(b, h, t, d)
         out = self.rules.constrain(out, ("batch", "act_heads", "length", None))
         out = out.transpose(0, 2, 1, 3).reshape(b * t, h * d)
-        return (out @ self.o[...].astype(out.dtype).reshape(h * d, -1)).reshape(b, t, -1)
+        out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused[2].apply(out)
+        return out.reshape(b, t, -1)

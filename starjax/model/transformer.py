@@ -13,7 +13,7 @@ from flax import nnx
 
 from starjax.config import ModelConfig
 from starjax.model.kv_cache import KVCache
-from starjax.model.layers import MLP, Attention, RMSNorm, init_param, dtype_of
+from starjax.model.layers import MLP, Attention, DecodeWeight, RMSNorm, init_param, dtype_of
 from starjax.sharding import AxisRules
 
 
@@ -83,21 +83,24 @@ class Transformer(nnx.Module):
         if self.cfg.scale_embeddings:  # Gemma: the scale is rounded to the compute dtype first, as in transformers
             x = x * jnp.asarray(self.cfg.d_model**0.5, dt)
         x = rules.constrain(x, ("batch", "length", "act_embed"))
+        layers, head = (None, None) if fused is None else fused
         for i, block in enumerate(self.blocks):
-            qkv, gate_up = (None, None) if fused is None else fused[i]
-            q, k, v = block.attn.project_qkv(block.attn_norm(x), positions, qkv)
+            attn_w, mlp_w = (None, None) if layers is None else layers[i]
+            q, k, v = block.attn.project_qkv(block.attn_norm(x), positions, attn_w)
             if cache is not None:
                 cache, k, v = cache.write_layer(i, k, v)
-            x = x + block.attn.attend(q, k, v, mask)
+            x = x + block.attn.attend(q, k, v, mask, attn_w)
             x = rules.constrain(x, ("batch", "length", "act_embed"))
-            x = x + block.mlp(block.mlp_norm(x), gate_up)
+            x = x + block.mlp(block.mlp_norm(x), mlp_w)
             x = rules.constrain(x, ("batch", "length", "act_embed"))
 
         if last_only:
             x = x[:, -1:]
         x = self.final_norm(x)
         rows = x.reshape(-1, x.shape[-1])  # 2-D, as in the MLP: no transposed copies in the backward pass
-        if self.lm_head is None:
+        if head is not None:
+            logits = head.apply(rows, preferred_element_type=jnp.float32)
+        elif self.lm_head is None:
             logits = jnp.einsum("ne,ve->nv", rows, self.embed[...].astype(dt), preferred_element_type=jnp.float32)
         else:
             logits = jnp.einsum("ne,ev->nv", rows, self.lm_head[...].astype(dt), preferred_element_type=jnp.float32)
@@ -108,10 +111,14 @@ class Transformer(nnx.Module):
         return logits, cache
 
     def fused_weights(self) -> tuple:
-        """Per layer, the q/k/v and gate/up weights concatenated for one product each, an
-        inference layout: decoding computes it once per call (a copy of those weights) and saves
-        three of a layer's seven matmul launches per token, the main cost of a small model's step."""
-        return tuple((block.attn.fused_weights(), block.mlp.fused_weight()) for block in self.blocks)
+        """An inference layout that decoding computes once per call (a copy of the weights it
+        changes): per layer, q/k/v and gate/up concatenated for one product each, which saves
+        three of a layer's seven matmul launches per token, the main cost of a small model's
+        step; on the CPU, large weights out-major (`DecodeWeight`); and the output projection
+        when it is out-major (None: the stored one)."""
+        layers = tuple((block.attn.fused_weights(), block.mlp.fused_weights()) for block in self.blocks)
+        head = DecodeWeight.of(self.embed[...].T if self.lm_head is None else self.lm_head[...])
+        return layers, head if head.out_major else None
 
 
 def abstract_model(cfg: ModelConfig, rules: AxisRules) -> Transformer:

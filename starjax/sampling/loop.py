@@ -78,7 +78,8 @@ def generate(
 
     fused = model.fused_weights() if fuse_weights else None  # once per call; every decode step reads it
     prefill_cache = KVCache.init(model.cfg, rules, b, p)
-    logits, prefill_cache = model(prompts, positions, segments, prefill_cache, last_only=True, fused=fused)
+    # The prompt pass reads the stored weights: with many rows the decode layout buys nothing.
+    logits, prefill_cache = model(prompts, positions, segments, prefill_cache, last_only=True)
     last = logits[:, -1]
     cache = cache.fill_from(prefill_cache, num_samples)
     lengths = jnp.repeat(prompt_lengths, num_samples)
