@@ -1,4 +1,4 @@
-"""Fused against stored decode layout (`sampler.fuse_weights`), interleaved in one process.
+"""Decode layout (`sampler.fuse_weights`) against the stored weights, interleaved in one process.
 
 The two compiled `generate` programs run alternately on the same random-init model, prompts
 and settings (temperature 1.0, EOS disabled), so machine noise hits both alike; medians and
@@ -6,6 +6,7 @@ their ratio are printed (not a test, and not written to RESULTS.md).
 
     .venv/bin/python benchmarks/decode_layout.py --preset tiny --batch 32
     .venv/bin/python benchmarks/decode_layout.py --config configs/demo.yaml --batch 128 --new 128
+    .venv/bin/python benchmarks/decode_layout.py --preset tiny --batch 32 --out-major-min-size 0
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ def main() -> int:
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=11, help="timed calls per layout (after one warm-up)")
+    parser.add_argument("--out-major-min-size", type=int, default=None, metavar="N",
+                        help="transpose decode weights of at least N elements (0: all of them; default: "
+                             "starjax.model.layers.OUT_MAJOR_MIN_SIZE)")
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be >= 3 (medians)")
+    if args.out_major_min_size is not None:
+        from starjax.model import layers
+
+        if args.out_major_min_size < 0:
+            parser.error("--out-major-min-size must be >= 0")
+        layers.OUT_MAJOR_MIN_SIZE = args.out_major_min_size
 
     from flax import nnx
 

@@ -29,8 +29,9 @@ def head_dim_of(cfg: ModelConfig) -> int:
 
 # On XLA:CPU a product with few rows runs 1.2-1.5x faster as weight[out, in] @ x[in, rows] than
 # as x[rows, in] @ weight[in, out] (benchmarks/decode_products.py), but the two transposes around
-# it cost more than that saves on small weights: a 768-wide model decodes 1.2x faster with its
-# large weights out-major, a 256-wide one 0.8-0.9x with all of them.
+# it cost more than that saves on small weights. Measured with benchmarks/decode_layout.py: the
+# 768-wide `small` preset's whole calls 1.08-1.10x faster with its large weights out-major, the
+# 256-wide `tiny` 0.91-0.96x with all of them (--out-major-min-size 0).
 OUT_MAJOR_MIN_SIZE = 1 << 20
 
 
