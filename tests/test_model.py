@@ -131,7 +131,8 @@ def test_left_padded_cache_matches_each_prompt_alone(model_cfg, rules):
 def test_fused_inference_layout_equals_stored_layout(model_cfg, rules, bias, out_major, tie, monkeypatch):
     """Decoding's fused q/k/v and gate/up products, and its out-major weights (forced here for
     every weight; by default only large ones on the CPU), give the logits of the stored ones."""
-    monkeypatch.setattr(layers, "OUT_MAJOR_MIN_SIZE", 0 if out_major else layers.OUT_MAJOR_MIN_SIZE)
+    if out_major:
+        monkeypatch.setattr(layers, "OUT_MAJOR_MIN_SIZE", 0)
     cfg = dataclasses.replace(model_cfg, qkv_bias=bias, tie_embeddings=tie)
     model = create_model(cfg, rules, seed=4)
     layer_weights, head = model.fused_weights()

@@ -78,7 +78,7 @@ def generate(
 
     fused = model.fused_weights() if fuse_weights else None  # once per call; every decode step reads it
     prefill_cache = KVCache.init(model.cfg, rules, b, p)
-    # The prompt pass reads the stored weights: with many rows the decode layout buys nothing.
+    # The prompt pass reads the stored weights: the decode layout is chosen for a decode step's few rows.
     logits, prefill_cache = model(prompts, positions, segments, prefill_cache, last_only=True)
     last = logits[:, -1]
     cache = cache.fill_from(prefill_cache, num_samples)
