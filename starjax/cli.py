@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(star)
     star.add_argument("--allow-config-change", action="store_true",
                       help="resume a run directory whose saved config differs from this one")
+    star.add_argument("--reference", metavar="FILE", help="metrics of a published run to compare with at the end "
+                                                          "(prints 'matches LABEL: yes/no'; `make demo` passes the README's)")
     diagnose = sub.add_parser("diagnose", help="estimate a policy's per-step quality and the RL-STaR prediction for it")
     _config_args(diagnose)
     diagnose.add_argument("--checkpoint", help="policy parameters (default: the newest policy in run_dir, else its base)")
@@ -121,7 +123,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_star(args: argparse.Namespace) -> int:
     from starjax.star.loop import run_star
 
-    return run_star(_resolve(args, stream=sys.stderr), args.allow_config_change)
+    return run_star(_resolve(args, stream=sys.stderr), args.allow_config_change, args.reference)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from starjax.cli import main
 from starjax.config import load_config, to_yaml
 from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k
 from starjax.star.loop import fill_batch, reached, train_steps
+from starjax.star import reference, report
 from starjax.star.predict import predict
 from starjax.star.setup import config_changes
 from starjax.tasks.addition import Addition, make_problem as addition_problem
@@ -238,8 +239,7 @@ def kill_when(p, ready, what: str) -> None:
 
 def comparable(run_dir: Path) -> list[dict]:
     """metrics.jsonl without wall-clock times and compile counts (a resumed process compiles again)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("seconds", "compilations")} for r in rows]
+    return [reference.comparable(r) for r in report.read_metrics(run_dir)]
 
 
 @pytest.mark.slow

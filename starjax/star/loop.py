@@ -24,6 +24,7 @@ from starjax.star.base_model import base_model
 from starjax.star.evaluate import by_difficulty, evaluate
 from starjax.star.kept import attempts, keep, merge_kept
 from starjax.star.predict import predict
+from starjax.star.reference import compare, load_reference
 from starjax.star.setup import RunSetup, prepare
 from starjax.training.data import tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit, with_steps
@@ -50,8 +51,10 @@ def _seed(cfg: Config, iteration: int, phase: int) -> int:
     return (cfg.seed * 1_000_003 + iteration * 16 + phase) % (2**31)
 
 
-def run_star(cfg: Config, allow_config_change: bool = False) -> int:
+def run_star(cfg: Config, allow_config_change: bool = False, reference: str | None = None) -> int:
+    """`reference`: a file of published metrics (star/reference.py) to compare the finished run with."""
     setup = prepare(cfg, allow_config_change)  # every usage error, before any compute
+    ref = load_reference(reference) if reference is not None else None
     rules = runtime.start(cfg)
     lead = multihost.is_lead()
     log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
@@ -108,7 +111,10 @@ def run_star(cfg: Config, allow_config_change: bool = False) -> int:
             writer.close()
     if lead:
         print("\n" + report.table(state["history"]), flush=True)
-        log(f"done: {cfg.star.iterations} iterations; run directory {run_dir} (metrics.jsonl, accuracy.png, samples/)")
+        print(f"run directory: {run_dir.resolve()} (metrics.jsonl, accuracy.png, samples/)", flush=True)
+        if ref is not None:
+            print(compare(state["history"], cfg.seed, ref), flush=True)
+        log(f"done: {cfg.star.iterations} iterations")
     return 0
 
 

@@ -22,6 +22,10 @@ def write_metrics(run_dir: Path, history: list[dict]) -> None:
     tmp.replace(run_dir / "metrics.jsonl")
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def write_samples(run_dir: Path, iteration: int, records: list[dict]) -> None:
     out = run_dir / "samples" / f"iter_{iteration}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,41 @@
+"""Writes the reference file `make demo` compares with (configs/demo_reference.json) from a
+finished demo run, and prints the table `make demo` prints, which README.md shows verbatim.
+
+    .venv/bin/python scripts/demo_reference.py runs/demo [--out configs/demo_reference.json]
+
+Run it only on a seed-0 `make demo` run from a fresh clone; tests/test_reference.py checks that
+README.md shows exactly this table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from starjax.star.reference import reference_of
+from starjax.star.report import read_metrics, table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "configs" / "demo_reference.json")
+    args = parser.parse_args()
+    if not (args.run_dir / "metrics.jsonl").is_file():
+        print(f"error: {args.run_dir / 'metrics.jsonl'} not found; give the directory of a finished demo run", file=sys.stderr)
+        return 2
+    from omegaconf import OmegaConf
+
+    seed = OmegaConf.load(args.run_dir / "config.yaml").seed
+    ref = reference_of(read_metrics(args.run_dir), "README", seed)
+    args.out.write_text(json.dumps(ref, indent=1) + "\n")
+    print(table(ref["iterations"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
