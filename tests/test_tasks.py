@@ -1,6 +1,7 @@
 """Built-in tasks: formats, TFDS builders (deterministic, cached), splits, verifiers, zip_chain's
 kernel and step checks, seed data against the RL-STaR model, malformed rows."""
 
+import dataclasses
 import functools
 import json
 import random
@@ -52,22 +53,58 @@ def test_addition_step_checks(tmp_path):
 
 
 def test_synthetic_builder_is_deterministic_and_cached(tmp_path, monkeypatch):
-    calls = []
-    original = synthetic._GENERATORS["addition"]
-    monkeypatch.setitem(synthetic._GENERATORS, "addition", lambda split, params: calls.append(split) or original(split, params))
+    prepared = []  # splits written to disk by a builder
+    original = synthetic._Synthetic._generate_examples
+    monkeypatch.setattr(synthetic._Synthetic, "_generate_examples", lambda self, split: prepared.append(split) or original(self, split))
     small = ["task.addition.train_size=30", "task.addition.test_size=10"]
     first = make_task(config(tmp_path, *small)).load()
-    assert sorted(calls) == ["test", "train"]
+    assert sorted(prepared) == ["test", "train"]
     again = make_task(config(tmp_path, *small)).load()
-    assert len(calls) == 2, "the second load regenerated a prepared dataset"
+    assert len(prepared) == 2, "the second load prepared the dataset again"
     elsewhere = make_task(config(tmp_path / "other", *small)).load()  # prepared anew, identically
-    assert len(calls) == 4
+    assert len(prepared) == 4
     assert first.train == again.train == elsewhere.train and first.test == elsewhere.test
     assert len(first.train) == 30 and len(first.test) == 10
     bigger = make_task(config(tmp_path, "task.addition.train_size=31", "task.addition.test_size=10")).load()
-    assert len(calls) == 6 and len(bigger.train) == 31  # other parameters: another builder config
+    assert len(prepared) == 6 and len(bigger.train) == 31  # other parameters: another builder config
     reseeded = make_task(config(tmp_path, *small, "seed=1")).load()
     assert {p.question for p in reseeded.train} != {p.question for p in first.train}
+
+
+def test_a_cache_written_by_other_generator_code_is_never_read(tmp_path, monkeypatch):
+    """Same parameters, other output (an older starjax's generator): a new dataset is prepared."""
+    small = ["task.addition.train_size=30", "task.addition.test_size=10"]
+    current = make_task(config(tmp_path / "fresh", *small)).load()
+    original = synthetic._GENERATORS["addition"]
+    older = lambda split, params: (dataclasses.replace(p, answer=p.answer + " 0") for p in original(split, params))  # noqa: E731
+    monkeypatch.setitem(synthetic._GENERATORS, "addition", older)
+    stale = make_task(config(tmp_path, *small)).load()
+    monkeypatch.setitem(synthetic._GENERATORS, "addition", original)
+    reloaded = make_task(config(tmp_path, *small)).load()
+    assert stale.train != current.train and reloaded.train == current.train and reloaded.test == current.test
+
+
+# Each built-in builder's examples for fixed parameters, hashed, with the builder's VERSION. A
+# generator change that alters its output must bump that builder's VERSION (and RELEASE_NOTES),
+# then record the new version and hash here.
+BUILDER_OUTPUT = {
+    "addition": ("1.1.0", dict(seed=0, min_digits=1, max_digits=5, train_size=1000, test_size=200),
+                 "892c5cfc428d54a75f92a52f528c52e56bd040823ecbb4b98057474d77f0e669"),
+    "zip_chain": ("1.1.0", dict(bits=3, test_fraction=0.25, seed=0),
+                  "ec233205c75b26241def31bac84b2a1817ef442d66815696f3efafc85da7dc64"),
+}
+
+
+def test_every_builtin_builder_has_a_recorded_output():
+    assert set(BUILDER_OUTPUT) == set(synthetic._BUILDERS)
+
+
+@pytest.mark.parametrize("task", sorted(BUILDER_OUTPUT))
+def test_builder_output_matches_its_version(task):
+    version, params, digest = BUILDER_OUTPUT[task]
+    got = synthetic.content_digest(synthetic.generate_splits(task, params))
+    assert str(synthetic._BUILDERS[task].VERSION) == version, f"record {task}'s new version and hash in BUILDER_OUTPUT"
+    assert got == digest, f"{task}'s examples changed under version {version}: bump its VERSION, then record {got}"
 
 
 def test_addition_test_never_overlaps_train(tmp_path):
