@@ -1,0 +1,74 @@
+"""Same config and seed, same result: a small STaR run on the addition task (its TFDS data,
+tokenizer, pre-trained base and two iterations) twice, in fresh cache and run directories, with
+other hash seeds and host-memory settings, must give identical metrics, samples and parameters."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import make_rules
+from starjax.checkpoint import restore_params
+from starjax.config import load_config
+from starjax.star.reference import comparable
+from starjax.star.report import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_DEMO = [
+    "model.num_layers=2", "model.d_model=64", "model.num_heads=4", "model.num_kv_heads=2", "model.mlp_dim=128",
+    "task.addition.max_digits=3", "task.addition.train_size=48", "task.addition.test_size=16",
+    "task.addition.seed_size=400", "pretrain.steps=40", "train.batch_size=8", "train.checkpoint_every=4",
+    "sampler.batch_size=32", "sampler.max_new_tokens=64", "sampler.prompt_buckets=[32]", "sampler.progress=false",
+    "star.iterations=2", "star.first_steps=6", "star.num_samples=4",
+]
+
+
+def star_run(tmp: Path, name: str, env: dict[str, str]) -> Path:
+    """`starjax star` on the demo config, shrunk, in a process of its own with a fresh HOME (so a
+    fresh ~/.cache: the TFDS data is generated anew) and the given environment."""
+    home, run_dir = tmp / name / "home", tmp / name / "run"
+    home.mkdir(parents=True)
+    full_env = {**os.environ, "HOME": str(home), **env}
+    cmd = [sys.executable, "-m", "starjax.cli", "star", str(ROOT / "configs" / "demo.yaml"), *SMALL_DEMO, f"run_dir={run_dir}"]
+    p = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (home / ".cache" / "starjax" / "tfds").is_dir(), "the task data was not generated under the fresh HOME"
+    return run_dir
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without wall-clock times and compile counts."""
+    return [comparable(r) for r in read_metrics(run_dir)]
+
+
+def params_digest(directory: Path, run_dir: Path) -> str:
+    cfg = load_config(run_dir / "config.yaml", [f"model.vocab_size={_vocab(run_dir)}"])
+    model = restore_params(directory, cfg.model, make_rules())
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree.leaves_with_path(nnx.state(model)), key=lambda kv: jax.tree_util.keystr(kv[0])):
+        h.update(jax.tree_util.keystr(path).encode() + np.asarray(leaf).tobytes())
+    return h.hexdigest()
+
+
+def _vocab(run_dir: Path) -> int:
+    from starjax.tokenizer import Tokenizer
+
+    return Tokenizer.load(run_dir / "tokenizer.model").vocab_size
+
+
+@pytest.mark.slow
+def test_a_star_run_is_a_function_of_its_config_and_code(tmp_path):
+    a = star_run(tmp_path, "a", {"PYTHONHASHSEED": "1", "STARJAX_HOST_MALLOC": "system"})
+    b = star_run(tmp_path, "b", {"PYTHONHASHSEED": "2", "STARJAX_HOST_MALLOC": "reuse"})
+    assert (a / "tokenizer.model").read_bytes() == (b / "tokenizer.model").read_bytes()
+    assert len(metrics(a)) == 3 and metrics(a) == metrics(b)
+    for n in (1, 2):
+        assert (a / "samples" / f"iter_{n}.jsonl").read_text() == (b / "samples" / f"iter_{n}.jsonl").read_text()
+    for stage in ("base", "params/iter_1", "params/iter_2"):
+        assert params_digest(a / stage, a) == params_digest(b / stage, b), f"{stage} differs"
