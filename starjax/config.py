@@ -206,10 +206,12 @@ class AdditionConfig:
     train_size: int = 1000
     test_size: int = 200
     # Base-model seed data: scratchpads of up to seed_max_digits digits, a seed_long_fraction of
-    # them longer (up to max_digits), a seed_hint_fraction of all with the answer as a hint.
+    # them longer (up to max_digits; each longer length seed_long_decay times as likely as the
+    # one before: 1 = uniform), a seed_hint_fraction of all with the answer as a hint.
     seed_size: int = 4000
     seed_max_digits: int = 2
     seed_long_fraction: float = 0.02
+    seed_long_decay: float = 1.0
     seed_hint_fraction: float = 0.3
 
 
@@ -507,6 +509,8 @@ def validate_star(cfg: Config) -> None:
     a = task.addition
     if not 1 <= a.min_digits <= a.max_digits or a.train_size < 1 or a.test_size < 1 or a.seed_max_digits < 1:
         raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")
+    if not 0 < a.seed_long_decay <= 1:
+        raise ConfigError(f"task.addition.seed_long_decay={a.seed_long_decay} must be in (0, 1] (1: longer sums uniform)")
     pool = sum((10 if n == 1 else 9 * 10 ** (n - 1)) ** 2 for n in range(a.min_digits, a.max_digits + 1))
     if a.train_size + a.test_size > pool:
         raise ConfigError(f"task.addition: {a.min_digits}-{a.max_digits} digits give only {pool} distinct problems, fewer than "

@@ -128,17 +128,23 @@ class Addition(InputTargetTask):
         return {"vocab_size": 64, "user_symbols": ["<scratch>", "</scratch>"], "byte_fallback": False, "split_digits": False}
 
     def seed_records(self, splits: Splits) -> list[dict]:
-        """Base-model data: full scratchpads, mostly for easy sums (<= seed_max_digits digits),
-        a `seed_long_fraction` spread over the longer lengths up to max_digits, and a
-        `seed_hint_fraction` of all of them shown with the answer as a hint: the base can do
-        short sums, has seen the format of long ones and the hint, and rarely gets a long one right."""
+        """Base-model data: full scratchpads, mostly for easy sums (<= seed_max_digits digits), a
+        `seed_long_fraction` over the longer lengths up to max_digits (each `seed_long_decay`
+        times as likely as the one before), and a `seed_hint_fraction` of all of them shown
+        with the answer as a hint: the base can do short sums, has seen longer ones and the
+        hint, and rarely gets the longest right."""
         c = self.cfg
         rng = random.Random(f"{self.seed}-addition-seed")
-        longest = max(c.max_digits, c.seed_max_digits + 1)
+        longer = list(range(c.seed_max_digits + 1, max(c.max_digits, c.seed_max_digits + 1) + 1))
+        weights = [c.seed_long_decay**i for i in range(len(longer))]
         out = []
         for i in range(c.seed_size):
-            long = rng.random() < c.seed_long_fraction
-            n = rng.randint(c.seed_max_digits + 1, longest) if long else rng.randint(1, c.seed_max_digits)
+            if rng.random() >= c.seed_long_fraction:
+                n = rng.randint(1, c.seed_max_digits)
+            elif c.seed_long_decay == 1:  # uniform, drawn as earlier versions drew it: their seed data unchanged
+                n = rng.randint(longer[0], longer[-1])
+            else:
+                n = rng.choices(longer, weights)[0]
             lo = 0 if n == 1 else 10 ** (n - 1)
             p = make_problem(f"seed-{i}", rng.randint(lo, 10**n - 1), rng.randint(lo, 10**n - 1))
             hint = rng.random() < c.seed_hint_fraction
