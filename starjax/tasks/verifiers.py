@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from fractions import Fraction
 
 from starjax.config import ConfigError
 from starjax.tasks.base import Verifier
@@ -18,31 +19,56 @@ def exact(predicted: str | None, gold: str) -> bool:
     return predicted is not None and _norm(predicted) == _norm(gold)
 
 
-def _number(s: str) -> float | None:
-    s = s.replace(",", "").replace(" ", "").strip().rstrip(".")
+# A number as written: optional sign (ASCII or Unicode minus), digits with thousands commas in
+# their valid form or none, an optional decimal part, an optional /denominator.
+_NUMBER = re.compile(r"[-\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+_NUMBERISH = re.compile(r"[-\u2212]?\d[\d,]*(?:\.\d+)?(?:/\d+)?")  # what a reader would take for one number
+
+
+def canonical_number(s: str) -> Fraction | None:
+    """The exact value of `s` (`1 4 5 8`, `1,458`, `-3/2`, `72.0`, `$72`), or of the last number in
+    it; None when there is none or that number is malformed (`1,5`, `1,2345`, `3/0`)."""
+    s = re.sub(r"(?<=\d) (?=\d)", "", s.strip())  # space-separated digits: `1 4 5 8`
+    found = _NUMBERISH.findall(s)
+    if not found or not _NUMBER.fullmatch(found[-1]):
+        return None
+    text = found[-1].replace(",", "").replace("\u2212", "-")
     try:
-        return float(s)
-    except ValueError:
-        found = re.findall(r"-?\d+(?:\.\d+)?", s)
-        return float(found[-1]) if found else None
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def numeric(predicted: str | None, gold: str) -> bool:
-    """The same number (digits may be space-separated, thousands separators allowed)."""
+    """Exactly the same number (integers, decimals and fractions compared as fractions; digits may
+    be space-separated; thousands commas only in groups of three)."""
     if predicted is None:
         return False
-    p, g = _number(predicted), _number(gold)
-    return p is not None and g is not None and abs(p - g) <= 1e-9 * max(1.0, abs(g))
+    p, g = canonical_number(predicted), canonical_number(gold)
+    return p is not None and g is not None and p == g
 
 
-def _letter(s: str) -> str | None:
-    m = re.search(r"\(?\b([A-Za-z])\b\)?", s.strip())
-    return m.group(1).upper() if m else None
+def _letter(s: str, gold: str) -> str | None:
+    """A parenthesised letter (the last one), else the last standalone capital among the choices
+    (A to E, or up to the gold letter when it is later); a lone letter in either case."""
+    s = s.strip()
+    if re.fullmatch(r"\(?[A-Za-z][).:]?", s):
+        return re.sub(r"[^A-Za-z]", "", s).upper()
+    parens = re.findall(r"\(([A-Za-z])\)", s)
+    if parens:
+        return parens[-1].upper()
+    top = max("E", gold.strip().upper()[:1] or "E")
+    standalone = [c for c in re.findall(r"\b([A-Z])\b", s) if "A" <= c <= top]
+    return standalone[-1] if standalone else None
 
 
 def choice(predicted: str | None, gold: str) -> bool:
-    """The same multiple-choice letter: "(B)", "B.", "b" and "B) cats" all read as B."""
-    return predicted is not None and _letter(predicted) is not None and _letter(predicted) == _letter(gold)
+    """The same multiple-choice letter: "(B)", "B.", "b", "B) cats", "a dog (B)" and "I'd say B"
+    all read as B."""
+    if predicted is None:
+        return False
+    p, g = _letter(predicted, gold), _letter(gold, gold)
+    return p is not None and p == g
 
 
 VERIFIERS: dict[str, Verifier] = {"exact": exact, "numeric": numeric, "choice": choice}
