@@ -206,7 +206,7 @@ def test_two_zero_steps_stall_for_good():
 
 def test_nothing_to_improve_and_a_single_step():
     c = criterion([1.0, 1.0], 3)
-    assert c.stalls and "nothing to improve" in c.verdict
+    assert not c.stalls and c.improves == (False, False) and "nothing to improve" in c.verdict
     # T = 1: a correct answer means the one step was correct, so one iteration makes it perfect.
     assert star_update([0.0], 5) == [1.0] and criterion([0.0], 5).improves == (True,)
 
@@ -274,3 +274,13 @@ def test_simulation_keeps_the_policy_when_nothing_is_kept():
     assert empty  # P(kept) = 1/1000 per iteration: most draws keep nothing
     for k in empty:
         assert sim.kept_wrong_step[k] is None and sim.deltas[k + 1] == sim.deltas[k]
+
+
+def test_diagnose_does_not_warn_for_a_perfect_policy(capsys):
+    from starjax.star.diagnose import _report
+
+    _report("all", 3, [1.0, 1.0], 10, 2)
+    out = capsys.readouterr().out
+    assert "WARNING" not in out and "nothing to improve" in out
+    _report("all", 3, [0.0, 0.0], 10, 2)
+    assert "WARNING" in capsys.readouterr().out

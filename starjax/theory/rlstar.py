@@ -207,7 +207,7 @@ class Criterion:
     """Which steps improve in the next STaR iteration and whether STaR stalls for good."""
 
     improves: tuple[bool, ...]  # per step: P_{-t} > 0 and d_t < 1
-    stalls: bool  # no step can ever improve again
+    stalls: bool  # no step can ever improve again, below accuracy 1
     verdict: str
 
 
@@ -228,8 +228,9 @@ def criterion(deltas: Sequence[float], M: int) -> Criterion:
     without = _products_without(ds)
     improves = tuple(p > 0 and d < 1 for d, p in zip(ds, without))
     zeros = [t for t, d in enumerate(ds) if d == 0]
-    stalls = not any(improves)
-    if all(d == 1 for d in ds):
+    perfect = all(d == 1 for d in ds)
+    stalls = not any(improves) and not perfect  # a perfect policy has nothing left to improve: no stall
+    if perfect:
         verdict = "every step is always correct (d = 1): accuracy is already 1, nothing to improve"
     elif stalls:
         verdict = (f"{_steps(zeros)} are at d = 0 (uniform guessing): a correct answer says nothing about any "
