@@ -181,6 +181,24 @@ def test_pickle_weights_are_refused(tmp_path):
         load_model(None, cfg.model, make_rules(), 0)
 
 
+@pytest.mark.parametrize("cut", ["half", "header", "garbage"])
+def test_truncated_or_corrupt_safetensors_is_one_line(tmp_path, capsys, cut):
+    from safetensors.numpy import save_file
+
+    _write_config(tmp_path / "m")
+    f = tmp_path / "m" / "model.safetensors"
+    save_file({"model.embed_tokens.weight": np.ones((32, 16), np.float32)}, str(f))
+    data = f.read_bytes()
+    f.write_bytes({"half": data[: len(data) // 2], "header": data[:5], "garbage": b"not safetensors" * 8}[cut])
+    cfg = load_config(None, [f"model.from_hf={tmp_path / 'm'}"])
+    with pytest.raises(ConfigError, match="is not a readable safetensors file .*download or export it again"):
+        load_model(None, cfg.model, make_rules(), 0)
+    assert main(["import-hf", str(tmp_path / "m"), str(tmp_path / "out")]) == 2
+    *progress, err = capsys.readouterr().err.strip().splitlines()  # "importing ..." first
+    assert err.startswith("starjax: error:") and "model.safetensors" in err
+    assert not any("Traceback" in line or "error" in line for line in progress)
+
+
 def test_missing_tensor_is_named(ref, tmp_path):
     from safetensors.flax import load_file, save_file
 

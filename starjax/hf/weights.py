@@ -11,6 +11,7 @@ head dimensions) then transpose. `Layout` records that, and both directions use 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -93,10 +94,22 @@ def tensor_layouts(cfg: ModelConfig) -> dict[str, tuple[tuple, Layout]]:
     return out
 
 
+@contextlib.contextmanager
+def open_weights(path: Path) -> Iterator[Any]:
+    """`safe_open(path)`; a truncated or corrupt file is a one-line usage error, not a traceback."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        st = safe_open(path, framework="flax")
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"{str(path)!r} is not a readable safetensors file ({e}); is it truncated? "
+                          "download or export it again") from None
+    with st:
+        yield st
+
+
 def weight_files(directory: Path) -> dict[str, Path]:
     """Tensor name -> the safetensors file holding it (single file, or sharded with an index)."""
-    from safetensors import safe_open
-
     index = directory / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -116,7 +129,7 @@ def weight_files(directory: Path) -> dict[str, Path]:
         raise ConfigError(f"{str(directory)!r} has no *.safetensors weights")
     out: dict[str, Path] = {}
     for f in files:
-        with safe_open(f, framework="flax") as st:
+        with open_weights(f) as st:
             out.update({name: f for name in st.keys()})
     return out
 
@@ -124,8 +137,6 @@ def weight_files(directory: Path) -> dict[str, Path]:
 def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> Transformer:
     """The model of `cfg` (from the checkpoint's config.json) with the checkpoint's weights, each
     parameter placed straight into its sharding on `rules.mesh` and cast to `cfg.param_dtype`."""
-    from safetensors import safe_open
-
     d = Path(directory).expanduser()
     files = weight_files(d)
     layouts = tensor_layouts(cfg)
@@ -147,7 +158,7 @@ def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> 
     for name, (path, layout) in layouts.items():
         sharding = _at(shardings, path)
         shape = tuple(_at(shapes, path).shape)
-        with safe_open(files[name], framework="flax") as st, jax.default_device(cpu):
+        with open_weights(files[name]) as st, jax.default_device(cpu):
             sl = st.get_slice(name)
             if tuple(sl.get_shape()) != layout.hf_shape:
                 raise ConfigError(f"tensor {name} has shape {tuple(sl.get_shape())}, but config.json implies "
