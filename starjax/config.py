@@ -279,8 +279,9 @@ class PretrainConfig:
     # Steps of base-model pre-training on the task's seed data (0 = none: use star.base or random init).
     steps: int = 0
     learning_rate: float = 1e-3
-    # null: train.batch_size.
+    # null: train.batch_size / train.seq_len.
     batch_size: Optional[int] = None
+    seq_len: Optional[int] = None
     warmup_steps: int = 10
     # Steps on the gold targets of the training questions before the seed data (0 = none): a
     # small model learns the task's moves from clean data in a few steps and then fits the
@@ -302,9 +303,13 @@ class StarConfig:
     temperature: float = 0.0
     # Hinted samples per failed question (null: num_samples).
     rationalize_samples: Optional[int] = None
-    # Keep only rationales whose every intermediate step checks, not only those that reach the
-    # answer (tasks with step checks: addition, zip_chain). STaR as published checks the answer only.
+    # A question is solved (kept, not rationalized, counted in train_accuracy) only by a sample
+    # whose every intermediate step checks, not only by one that reaches the answer (tasks with
+    # step checks: addition, zip_chain). STaR as published checks the answer only.
     verify_steps: bool = False
+    # The prompt of a kept training record: the bare question (bare, as STaR's code stores them)
+    # or the question after the few-shot exemplars the samples were drawn with (few_shot).
+    train_prompt: str = "bare"
     # Cap on kept rationales per question, and drop duplicate rationales (ReST-EM / RFT).
     max_kept_per_question: int = 1
     dedupe: bool = True
@@ -312,7 +317,7 @@ class StarConfig:
     # several samples, a rationale the model keeps producing is more often sound than one that
     # reaches the answer through a slip. Not in STaR (which samples once).
     prefer_frequent: bool = False
-    # Keep every earlier iteration's rationales too (V-STaR).
+    # Keep every earlier iteration's rationales too, the per-question cap applying to the union.
     accumulate: bool = False
     # Fine-tune from the base model every iteration (STaR); false continues from the last one.
     restart_from_base: bool = True
@@ -420,6 +425,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
     validate_sampler(cfg.sampler)
     validate_train(cfg.train)
+    if cfg.mesh.data != -1 and cfg.mesh.fsdp != -1:  # else known once the devices are (star/loop.py)
+        validate_star_sampling(cfg, cfg.mesh.data * cfg.mesh.fsdp)
+    if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
+        raise ConfigError(f"run_dir={cfg.run_dir} is a file, not a directory; give another run_dir")
     validate_star(cfg)
     if cfg.runtime.num_cpu_devices < 0:
         raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
@@ -466,6 +475,28 @@ def validate_sampler(s: SamplerConfig) -> None:
         raise ConfigError(f"sampler.stop_ids has {len(s.stop_ids)} ids; at most {MAX_STOP_IDS - 1} (eos is added)")
 
 
+def check_sample_rows(batch_size: int, num_samples: int, data_parallel: int, key: str = "num_samples") -> None:
+    """A sampler call holds batch_size // num_samples prompts, split evenly over data x fsdp."""
+    if num_samples > batch_size:
+        raise ConfigError(f"{key}={num_samples} exceeds sampler.batch_size={batch_size}; raise sampler.batch_size "
+                          f"or lower {key}")
+    per_call = batch_size // num_samples
+    if per_call % data_parallel:
+        raise ConfigError(f"sampler.batch_size={batch_size} with {key}={num_samples} gives {per_call} prompts per call, "
+                          f"not a multiple of the mesh's data x fsdp = {data_parallel}")
+
+
+def validate_star_sampling(cfg: Config, data_parallel: int) -> None:
+    """Every sampler call a STaR run makes fits the batch and the mesh (checked before any compute)."""
+    s = cfg.star
+    calls = [("star.num_samples", s.num_samples), ("evaluation", 1), ("star.eval_samples", s.eval_samples)]
+    if s.rationalize:
+        calls.append(("star.rationalize_samples" if s.rationalize_samples else "star.num_samples",
+                      s.rationalize_samples or s.num_samples))
+    for key, n in calls:
+        check_sample_rows(cfg.sampler.batch_size, n, data_parallel, key)
+
+
 def validate_train(t: TrainConfig) -> None:
     for key in ("batch_size", "seq_len", "micro_batches", "steps"):
         if getattr(t, key) < 1:
@@ -498,12 +529,18 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError("star.temperature, star.eval_temperature, star.step_growth and star.test_limit must be >= 0")
     if s.rationalize_samples is not None and s.rationalize_samples < 1:
         raise ConfigError(f"star.rationalize_samples={s.rationalize_samples} must be >= 1 (or null: star.num_samples)")
+    if s.train_prompt not in ("bare", "few_shot"):
+        raise ConfigError(f"star.train_prompt={s.train_prompt!r}: use bare (the question alone) or few_shot")
+    if s.eval_samples > 1 and s.eval_temperature == 0:
+        raise ConfigError(f"star.eval_samples={s.eval_samples} with star.eval_temperature=0 gives identical samples; "
+                          "set star.eval_temperature")
     if s.num_samples > 1 and s.temperature == 0:
         raise ConfigError(f"star.num_samples={s.num_samples} with star.temperature=0 gives identical samples; set a temperature")
     p = cfg.pretrain
-    if p.steps < 0 or p.learning_rate <= 0 or (p.batch_size or 1) < 1 or p.warmup_steps < 0 or p.warm_steps < 0:
+    if (p.steps < 0 or p.learning_rate <= 0 or (p.batch_size or 1) < 1 or (p.seq_len or 1) < 1 or p.warmup_steps < 0
+            or p.warm_steps < 0):
         raise ConfigError("pretrain.steps, warmup_steps and warm_steps must be >= 0, pretrain.learning_rate > 0 "
-                          "and pretrain.batch_size >= 1")
+                          "and pretrain.batch_size and seq_len >= 1")
     if p.warm_learning_rate is not None and p.warm_learning_rate <= 0:
         raise ConfigError(f"pretrain.warm_learning_rate={p.warm_learning_rate} must be > 0 (or null: pretrain.learning_rate)")
     a = task.addition

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from starjax.config import FILE_FORMATS, ConfigError, load_config
-from starjax.tasks.base import Problem
+from starjax.tasks.base import Problem, Task
 from starjax.tasks.formats import FORMATS
 from starjax.tasks.registry import make_task
 from starjax.tasks.verifiers import choice, exact, numeric
@@ -96,6 +96,9 @@ def test_gsm8k_few_shot_from_training_problems(tmp_path):
     shots = f"Q: {a.question}\nA: {a.rationale}\n#### 20\n\nQ: {b.question}\nA: {b.rationale}\n#### 99\n\n"
     assert task.prompt(p) == shots + f"Q: {p.question}\nA:"
     assert task.prompt(a) == f"Q: {b.question}\nA: {b.rationale}\n#### 99\n\nQ: {a.question}\nA:"  # never its own shot
+    hinted = (f"Q: {a.question} (Hint: the answer is 20)\nA: {a.rationale}\n#### 20\n\n"
+              f"Q: {b.question} (Hint: the answer is 99)\nA: {b.rationale}\n#### 99\n\n")
+    assert task.prompt(p, hint=True) == hinted + f"Q: {p.question} (Hint: the answer is {p.answer})\nA:"
 
 
 # ---- commonsenseqa ---------------------------------------------------------------------------
@@ -191,7 +194,11 @@ def test_commonsenseqa_few_shot_file(tmp_path):
     p = s.test[0]
     shots = "".join(f"Q: {x.question}\nA:{three.target(x)}\n\n" for x in every._shots[:3])
     assert three.prompt(p) == shots + f"Q: {p.question}\nA:"
-    assert three.prompt(p, hint=True) == shots + f"Q: {p.question}\nA:".replace("(a) bank", "(a) bank (CORRECT)")
+    # rationalization: each exemplar marks its own right choice, as STaR's rationalization prompts do
+    hinted = "".join(f"{three.question_text(x, x.answer)}{three.target(x)}\n\n" for x in every._shots[:3])
+    assert "(CORRECT)" in three.question_text(every._shots[0], every._shots[0].answer)
+    assert three.prompt(p, hint=True) == hinted + f"Q: {p.question}\nA:".replace("(a) bank", "(a) bank (CORRECT)")
+    assert three.prompt(p, few_shot=False) == f"Q: {p.question}\nA:"
     assert three._shots[0].question.startswith("Where would you most likely find a refrigerator?\nAnswer Choices:\n(a) garden")
     # Exemplars from the file replace training problems even when those have rationales.
     shot = write_rows(tmp_path / "shot.jsonl", [{"question": "Q1?", "answer": "x\n#### 3"}])
@@ -277,4 +284,19 @@ def test_trim_cuts_an_invented_next_exemplar_before_verifying_and_keeping():
     completion = " 2 + 3 = 5\n#### 5\n\nQ: What is 1 + 1?\nA: 1 + 1 = 2\n#### 2"
     for name in ("gsm8k", "commonsenseqa"):
         assert FORMATS[name].trim(completion) == " 2 + 3 = 5\n#### 5"
-    assert FORMATS["plain"].trim(completion) == completion
+    plain = "Paris is in France.\nThe answer is France\n\nQuestion: Where is Rome?\nAnswer:\nThe answer is Italy"
+    assert FORMATS["plain"].trim(plain) == "Paris is in France.\nThe answer is France"
+    assert FORMATS["plain"].trim(completion) == completion  # no `Question:` line: nothing to cut
+
+
+def test_plain_few_shot_run_on_is_verified_and_kept_without_the_invented_exemplar(tmp_path):
+    from starjax.star.kept import attempts, keep
+    from starjax.tasks.base import Continuation
+
+    task = Task(exact, few_shot=1)
+    p = Problem("q", "Where is Paris?", "France")
+    run_on = Continuation("The answer is France\n\nQuestion: Where is Rome?\nAnswer:\nThe answer is Italy", truncated=True)
+    (a,) = attempts(task, [p], [[run_on]], hinted=False)[0]
+    assert (a.extracted, a.correct) == ("France", True)
+    (kept,) = keep(task, [p], [[a]], cap=1, dedupe=True)
+    assert kept["completion"] == "The answer is France" and "Question:" not in kept["completion"]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from itertools import combinations
 from pathlib import Path
 
@@ -17,14 +18,14 @@ import pytest
 from conftest import SMALL_MODEL
 from starjax.cli import main
 from starjax.config import load_config, to_yaml
-from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k
+from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k, solves, unsolved
 from starjax.star.loop import fill_batch, reached, train_steps
 from starjax.star import reference, report
 from starjax.star.predict import predict
 from starjax.star.setup import config_changes
 from starjax.tasks.addition import Addition, make_problem as addition_problem
-from starjax.tasks.base import Problem, Task
-from starjax.tasks.verifiers import exact
+from starjax.tasks.base import Continuation, Problem, Task
+from starjax.tasks.verifiers import exact, numeric
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree"]
@@ -78,6 +79,29 @@ def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
     assert [(r["id"], r["completion"]) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
 
 
+def test_kept_records_hold_the_bare_question_unless_told_otherwise():
+    task = Task(exact, few_shot=1)
+    shot, p = Problem("s", "Where is Rome?", "Italy", rationale="Rome is in Italy."), Problem("q", "Where is Paris?", "France")
+    task.set_shots([shot])
+    for hinted in (False, True):
+        row = [Attempt("q", "", hinted, "Paris is in France.\nThe answer is France", "France", True)]
+        (bare,) = keep(task, [p], [row], cap=1, dedupe=True)
+        assert bare["prompt"] == "Question: Where is Paris?\nAnswer:\n"
+        assert "Rome" not in bare["prompt"] and "Hint" not in bare["prompt"]
+        (few,) = keep(task, [p], [row], cap=1, dedupe=True, few_shot_prompt=True)
+        assert few["prompt"] == task.prompt(p) and few["prompt"].startswith("Question: Where is Rome?") and "Hint" not in few["prompt"]
+
+
+def test_verify_steps_solves_a_question_only_through_sound_steps():
+    """A question whose only right answers went through a wrong step is unsolved under
+    verify_steps: nothing is kept and it goes to rationalization."""
+    lucky = Attempt("q", "", False, "wrong step, right answer", "7", True, steps_ok=False)
+    sound = Attempt("q", "", False, "sound", "7", True, steps_ok=True)
+    assert solves(lucky, verify_steps=False) and not solves(lucky, verify_steps=True) and solves(sound, True)
+    assert unsolved([Problem("q", "?", "7")], [[lucky]], verify_steps=True) == [Problem("q", "?", "7")]
+    assert unsolved([Problem("q", "?", "7")], [[lucky]], verify_steps=False) == []
+
+
 def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
     """Attempts on a task that checks steps record steps_ok; the RL-STaR prediction still works
     for such a task without a fixed number of states per step."""
@@ -85,9 +109,35 @@ def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
     p = addition_problem("x", 964, 494)
     gold = task.completion(task.target(p), p.answer)
     lucky = gold.replace("9 + 4 , 5 8 C: 1", "9 + 4 , 6 8 C: 1")  # a wrong step, the right answer
-    tries = attempts(task, [p], [[gold, lucky, "no scratchpad"]], hinted=False)
+    tries = attempts(task, [p], [[Continuation(gold), Continuation(lucky), Continuation("no scratchpad")]], hinted=False)
     assert [(a.correct, a.steps_ok) for a in tries[0]] == [(True, True), (True, False), (False, False)]
     assert 0 <= predict(task, [p], tries)["predicted_accuracy"] <= 1
+
+
+def test_a_completion_cut_at_max_new_tokens_is_never_correct_nor_kept():
+    """"The answer is 7", cut from "72" by max_new_tokens, must not pass for gold 7; a completion
+    the task trims before the cut (the answer ended, the model ran on) is complete."""
+    task = Task(exact)
+    p = Problem("q", "?", "7")
+
+    class Trims(Task):
+        def trim(self, completion: str) -> str:
+            return completion.split("\n\nQuestion:")[0]
+
+    rows = [[Continuation("The answer is 7", truncated=True), Continuation("The answer is 7")]]
+    tries = attempts(task, [p], rows, hinted=False)
+    assert [(a.extracted, a.correct, a.truncated) for a in tries[0]] == [("7", False, True), ("7", True, False)]
+    assert [r["completion"] for r in keep(task, [p], [tries[0][:1]], cap=2, dedupe=True)] == []
+    ran_on = Continuation("The answer is 7\n\nQuestion: 1 + 1", truncated=True)
+    (a,) = attempts(Trims(exact), [p], [[ran_on]], hinted=False)[0]
+    assert (a.completion, a.correct, a.truncated) == ("The answer is 7", True, False)
+
+
+def test_task_complete_carries_the_samplers_finish_reason():
+    done = types.SimpleNamespace(text="7", finish="stop")
+    cut = types.SimpleNamespace(text="The answer is 7", finish="length")
+    sampler = types.SimpleNamespace(generate=lambda prompts, seed, **kw: [[done, cut] for _ in prompts])
+    assert Task(exact).complete(sampler, ["?"], 0, 1.0, 2) == [[Continuation("7"), Continuation("The answer is 7", True)]]
 
 
 def test_the_table_shows_wrong_steps_only_for_tasks_that_check_them():
@@ -97,6 +147,20 @@ def test_the_table_shows_wrong_steps_only_for_tasks_that_check_them():
     assert "wrong step" not in table(plain)
     checked = table(plain[:1] + [{**plain[1], "kept_wrong_step": 0.25}])
     assert "wrong step" in checked.splitlines()[0] and checked.splitlines()[-1].split()[-1] == "0.250"
+
+
+def test_the_prediction_sits_beside_the_measured_pass_at_1_of_the_same_policy():
+    """Iteration n predicts its policy's sampled accuracy; iteration n + 1 measures it. The
+    table shows both on row n, away from greedy test accuracy."""
+    from starjax.star.report import table
+
+    history = [{"iteration": 0, "test_accuracy": 0.5},
+               {"iteration": 1, "test_accuracy": 0.6, "sample_accuracy": 0.25, "predicted_accuracy": 0.4},
+               {"iteration": 2, "test_accuracy": 0.7, "sample_accuracy": 0.375, "predicted_accuracy": 0.45}]
+    head, _, *rows = table(history).splitlines()
+    cells = dict(zip(head.split()[-2:], zip(*(row.split()[-2:] for row in rows))))
+    assert cells == {"pass@1": ("0.250", "0.375", "-"), "predicted": ("-", "0.400", "0.450")}
+    assert "predicted" not in table([{"iteration": 0, "test_accuracy": 0.5}])
 
 
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 4), (4, 4, 2), (8, 1, 8)])
@@ -111,6 +175,27 @@ def test_majority_vote_uses_the_most_common_answer():
     assert majority_correct(task, p, votes(["7", "3", "7", None]))
     assert not majority_correct(task, p, votes(["3", "3", "7"]))
     assert not majority_correct(task, p, votes([None, None]))
+
+
+def test_majority_vote_groups_answers_the_verifier_calls_equal():
+    task, p = Task(numeric), Problem("q", "?", "72")
+    votes = [Attempt("q", "", False, "", a, numeric(a, "72")) for a in ["72", "72.0", "$72", "70", "70"]]
+    assert majority_correct(task, p, votes)  # three votes for 72, two for 70
+    assert not majority_correct(task, p, votes[:1] + votes[3:])
+    cut = [Attempt("q", "", False, "", "70", False, truncated=True)] * 3
+    assert majority_correct(task, p, votes[:1] + cut)  # truncated attempts do not vote
+
+
+def test_no_two_phases_share_a_seed():
+    """Seeds come from (seed, iteration, phase name): pass@k sampling once reused the fine-tune's."""
+    from starjax.seeds import derive
+    from starjax.star.loop import _seed
+
+    cfg = load_config(None, [])
+    seeds = [derive(_seed(cfg, n, "evaluate"), "samples") for n in range(12)]
+    seeds += [_seed(cfg, n, phase) for n in range(12) for phase in ("generate", "rationalize", "evaluate", "train")]
+    assert len(set(seeds)) == len(seeds) and all(0 <= x < 2**31 for x in seeds)
+    assert _seed(cfg, 3, "train") != _seed(load_config(None, ["seed=1"]), 3, "train")
 
 
 def test_step_schedule_and_small_kept_sets():
@@ -156,7 +241,8 @@ def test_star_end_to_end_writes_the_run_directory(finished_run, capsys):
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in history] == [0, 1, 2]
     for r in history[1:]:
-        for key in ("train_accuracy", "rationalized", "kept", "test_accuracy", "test_accuracy_by_difficulty",
+        for key in ("train_accuracy", "rationalized", "kept", "truncated", "test_accuracy", "test_truncated",
+                    "test_accuracy_by_difficulty",
                     "train_steps", "seconds", "compilations", "pass_at_k", "majority_accuracy"):
             assert key in r, key
         assert set(r["seconds"]) == {"generate", "rationalize", "train", "evaluate"}
@@ -195,6 +281,13 @@ def test_a_different_config_refuses_to_resume_unless_told(finished_run, capsys):
     (["star.temprature=1"], "did you mean star.temperature"),
     (["star.num_samples=4"], "set a temperature"),
     (["star.verify_steps=true"], "checks answers only"),
+    (["star.temperature=1", "star.num_samples=32"], "star.num_samples=32 exceeds sampler.batch_size=16"),
+    (["star.temperature=1", "star.num_samples=4"], "4 prompts per call, not a multiple of the mesh's data x fsdp = 8"),
+    (["star.rationalize_samples=32"], "star.rationalize_samples=32 exceeds sampler.batch_size=16"),
+    (["star.eval_samples=32", "star.eval_temperature=1.0"], "star.eval_samples=32 exceeds"),
+    (["star.eval_samples=4", "star.eval_temperature=0"], "set star.eval_temperature"),
+    (["star.train_prompt=fewshot"], "star.train_prompt='fewshot'"),
+    (["mesh.data=2", "mesh.fsdp=1", "mesh.tensor=4", "sampler.batch_size=5"], "with star.num_samples=1 gives 5 prompts per call"),
 ])
 def test_bad_input_is_one_line_before_any_compute(tmp_path, capsys, extra, message):
     d = write_task(tmp_path)
@@ -202,6 +295,15 @@ def test_bad_input_is_one_line_before_any_compute(tmp_path, capsys, extra, messa
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("starjax: error")]
     assert len(errors) == 1 and message in errors[0], errors
     assert not (tmp_path / "run").exists()  # nothing was written: no compute ran
+
+
+def test_a_run_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    d = write_task(tmp_path)
+    (tmp_path / "taken").write_text("precious")
+    assert main(["star", *star_args(d, tmp_path / "taken")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"starjax: error: run_dir={tmp_path / 'taken'} is a file, not a directory; give another run_dir")
+    assert (tmp_path / "taken").read_text() == "precious"
 
 
 def test_a_base_trained_with_another_tokenizer_is_refused(finished_run, tmp_path, capsys):

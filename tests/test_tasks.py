@@ -13,7 +13,7 @@ import pytest
 from starjax.config import TASKS, ConfigError, load_config
 from starjax.tasks import synthetic, zip_chain as zc
 from starjax.tasks.addition import Addition, make_problem as addition_problem
-from starjax.tasks.base import Problem
+from starjax.tasks.base import Continuation, Problem
 from starjax.tasks.registry import BUILDERS, make_task
 from starjax.theory.rlstar import accuracy
 
@@ -250,7 +250,7 @@ class _KernelSampler:
 
     def generate(self, prompts, seed, temperature, num_samples):
         self.prompts += prompts
-        row = lambda p: [types.SimpleNamespace(text=zc.step(p.split("\n")[1], self.bits) + "\nx.y00")] * num_samples  # noqa: E731
+        row = lambda p: [types.SimpleNamespace(text=zc.step(p.split("\n")[1], self.bits) + "\nx.y00", finish="stop")] * num_samples  # noqa: E731
         return [row(p) for p in prompts]
 
 
@@ -259,19 +259,22 @@ def test_markov_zip_chain_asks_one_step_at_a_time_and_trains_on_single_steps(tmp
     problems = task.load().train[:5]
     sampler = _KernelSampler(3)
     rows = task.complete(sampler, [task.prompt(p) for p in problems], 0, 1.0, 2)
-    assert [[task.step_checks(p, c) for c in row] for p, row in zip(problems, rows)] == [[[True] * 3] * 2] * 5
-    assert all(row == [task.target(p)] * 2 for p, row in zip(problems, rows))
+    assert [[task.step_checks(p, c.text) for c in row] for p, row in zip(problems, rows)] == [[[True] * 3] * 2] * 5
+    assert all(row == [Continuation(task.target(p))] * 2 for p, row in zip(problems, rows))
     assert len(sampler.prompts) == 5 + 2 * 10  # the questions, then one prompt per chain for steps 2 and 3
     assert all(p.count("\n") == 3 and p.startswith("Input:\nx") for p in sampler.prompts)  # the current state only
-    steps = task.training_records([{"id": problems[0].id, "prompt": task.prompt(problems[0]), "completion": rows[0][0]}])
-    states = [problems[0].question, *rows[0][0].split("\n")]
+    steps = task.training_records([{"id": problems[0].id, "prompt": task.prompt(problems[0]), "completion": rows[0][0].text}])
+    states = [problems[0].question, *rows[0][0].text.split("\n")]
     assert [(r["prompt"], r["completion"]) for r in steps] == [(task.step_prompt(a), b) for a, b in zip(states, states[1:])]
     broken = _KernelSampler(3)
-    broken.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0")]] * len(prompts)  # noqa: E731
-    assert task.complete(broken, [task.prompt(problems[0])], 0, 1.0, 1) == [["x1.1y0"]]  # a malformed state ends the chain
+    broken.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0", finish="stop")]] * len(prompts)  # noqa: E731
+    assert task.complete(broken, [task.prompt(problems[0])], 0, 1.0, 1) == [[Continuation("x1.1y0")]]  # a malformed state ends the chain
+    cut = _KernelSampler(3)
+    cut.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0", finish="length")]] * len(prompts)  # noqa: E731
+    assert task.complete(cut, [task.prompt(problems[0])], 0, 1.0, 1)[0][0].truncated  # its state line never ended
     whole = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=3"))
     assert whole.training_records(steps) == steps
-    assert whole.complete(_KernelSampler(3), [task.prompt(problems[0])], 0, 1.0, 1)[0][0].endswith("x.y00")
+    assert whole.complete(_KernelSampler(3), [task.prompt(problems[0])], 0, 1.0, 1)[0][0].text.endswith("x.y00")
 
 
 def test_seed_delta_one_means_gold_trajectories(tmp_path):
@@ -340,6 +343,9 @@ def test_jsonl_gold_round_trip_few_shot_and_custom_verifier(tmp_path):
     shots = s.train[:2]
     assert task.prompt(p) == "".join(f"Question: {x.question}\nAnswer:\n{x.rationale}\nThe answer is {x.answer}\n\n"
                                      for x in shots) + f"Question: {p.question}\nAnswer:\n"
+    assert task.prompt(p, hint=True) == "".join(
+        f"Question: {x.question}\nHint: the answer is {x.answer}\nAnswer:\n{x.rationale}\nThe answer is {x.answer}\n\n"
+        for x in shots) + f"Question: {p.question}\nHint: the answer is {p.answer}\nAnswer:\n"
     assert task.verify("blah\nThe answer is so 12", Problem("i", "q", "12")) == ("so 12", True)
 
 

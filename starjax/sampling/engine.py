@@ -17,7 +17,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from starjax import multihost
-from starjax.config import ConfigError, SamplerConfig, validate_sampler
+from starjax.config import ConfigError, SamplerConfig, check_sample_rows, validate_sampler
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import Transformer
 from starjax.sampling.loop import Finish, Generation, compile_generate
@@ -67,12 +67,7 @@ class Sampler:
         except TypeError as e:
             raise ConfigError(f"unknown sampler setting: {e}") from None
         validate_sampler(cfg)
-        per_call = cfg.batch_size // cfg.num_samples
-        if per_call % self.data_parallel:
-            raise ConfigError(
-                f"sampler.batch_size={cfg.batch_size} with num_samples={cfg.num_samples} gives {per_call} prompts "
-                f"per call, not a multiple of the mesh's data x fsdp = {self.data_parallel}"
-            )
+        check_sample_rows(cfg.batch_size, cfg.num_samples, self.data_parallel)
         return cfg
 
     def generate(self, prompts: Sequence[str], seed: int = 0, **overrides) -> list[list[Completion]]:

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from starjax.config import StarConfig
 from starjax.sampling.engine import Sampler
+from starjax.seeds import derive
 from starjax.star.kept import attempts, majority_correct, pass_at_k
 from starjax.tasks.base import Problem, Task
 
@@ -35,10 +36,12 @@ def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarCon
     out: dict = {
         "test_accuracy": sum(correct) / max(len(correct), 1),
         "test_accuracy_by_difficulty": by_difficulty(problems, correct),
+        "test_truncated": sum(a.truncated for a in greedy),
     }
     n = cfg.eval_samples
     if n > 1:
-        tries = attempts(task, problems, task.complete(sampler, prompts, seed + 1, cfg.eval_temperature, n), hinted=False)
+        samples = task.complete(sampler, prompts, derive(seed, "samples"), cfg.eval_temperature, n)
+        tries = attempts(task, problems, samples, hinted=False)
         ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n} | {n})
         out["pass_at_k"] = {
             str(k): sum(pass_at_k(n, sum(a.correct for a in row), k) for row in tries) / len(tries) for k in ks

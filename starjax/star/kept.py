@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from starjax.tasks.base import Problem, Task
+from starjax.tasks.base import Continuation, Problem, Task
 
 
 @dataclass
@@ -20,30 +20,46 @@ class Attempt:
     extracted: str | None
     correct: bool
     steps_ok: bool | None = None  # every intermediate step checks; None where the task cannot check
+    truncated: bool = False  # cut at max_new_tokens before the answer ended: never correct
 
     def record(self, problem: Problem) -> dict:
         return {"question": problem.question, "answer": problem.answer, **asdict(self)}
 
 
-def attempts(task: Task, problems: list[Problem], samples: list[list[str]], hinted: bool) -> list[list[Attempt]]:
-    """Verifies every completion of every problem."""
+def attempts(task: Task, problems: list[Problem], samples: list[list[Continuation]], hinted: bool) -> list[list[Attempt]]:
+    """Verifies every completion of every problem. A truncated completion counts as wrong unless
+    the task's trim cut it before the cut (the answer ended, the model ran on past it)."""
     out = []
-    for p, texts in zip(problems, samples):
+    for p, row_in in zip(problems, samples):
         row = []
-        for text in map(task.trim, texts):
+        for c in row_in:
+            text = task.trim(c.text)
+            truncated = c.truncated and text == c.text
             extracted, correct = task.verify(text, p)
             steps_ok = all(task.step_checks(p, text)) if hasattr(task, "step_checks") else None
-            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct, steps_ok))
+            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct and not truncated, steps_ok,
+                               truncated))
         out.append(row)
     return out
 
 
+def solves(attempt: Attempt, verify_steps: bool) -> bool:
+    """A correct answer, and with `verify_steps` every intermediate step checking too."""
+    return attempt.correct and (attempt.steps_ok or not verify_steps)
+
+
+def unsolved(problems: list[Problem], tries: list[list[Attempt]], verify_steps: bool) -> list[Problem]:
+    """The problems no attempt `solves`: what rationalization gets."""
+    return [p for p, row in zip(problems, tries) if not any(solves(a, verify_steps) for a in row)]
+
+
 def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: int, dedupe: bool,
-         verify_steps: bool = False, prefer_frequent: bool = False) -> list[dict]:
-    """Training records from correct attempts (with `verify_steps`, only those whose every step
-    checks too): at most `cap` per problem, duplicates dropped if `dedupe`, in drawing order or,
-    with `prefer_frequent`, the most often drawn completion first. A rationalized attempt is
-    stored with the plain prompt, as if no hint was given."""
+         verify_steps: bool = False, prefer_frequent: bool = False, few_shot_prompt: bool = False) -> list[dict]:
+    """Training records from the attempts that `solves`: at most `cap` per problem, duplicates
+    dropped if `dedupe`, in drawing order or, with `prefer_frequent`, the most often drawn
+    completion first. Records hold the bare question as their prompt (no exemplars; with
+    `few_shot_prompt`, the exemplars too) and never the hint: a rationalized attempt is stored as
+    if no hint was given."""
     out = []
     for p, row in zip(problems, tries):
         if prefer_frequent:
@@ -53,15 +69,16 @@ def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: i
         for a in row:
             if len(taken) == cap:
                 break
-            if a.correct and (a.steps_ok or not verify_steps) and not (dedupe and a.completion in taken):
+            if solves(a, verify_steps) and not (dedupe and a.completion in taken):
                 taken.append(a.completion)
-                out.append({"id": p.id, "prompt": task.prompt(p), "completion": a.completion, "rationalized": a.hinted,
+                out.append({"id": p.id, "prompt": task.prompt(p, few_shot=few_shot_prompt), "completion": a.completion,
+                            "rationalized": a.hinted,
                             "steps_ok": a.steps_ok})
     return out
 
 
 def merge_kept(earlier: list[dict], new: list[dict], cap: int, dedupe: bool) -> list[dict]:
-    """Accumulated kept set (V-STaR): newest first per problem, same cap and de-duplication."""
+    """Accumulated kept set: newest first per problem, the cap and de-duplication over the union."""
     out, count, seen = [], Counter(), set()
     for r in new + earlier:
         key = (r["id"], r["completion"])
@@ -81,9 +98,19 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def majority_correct(task: Task, problem: Problem, row: list[Attempt]) -> bool:
-    """Whether the most common extracted answer (ties: first seen) is correct."""
-    answers = [a.extracted for a in row if a.extracted is not None]
-    if not answers:
+    """Whether the most common answer is correct, answers grouped by the task's verifier ("72",
+    "72.0" and "$72" are one vote for a numeric task); ties go to the group seen first.
+    Truncated attempts do not vote."""
+    groups: list[list[Attempt]] = []  # each group's first attempt stands for it
+    for a in row:
+        if a.extracted is None or a.truncated:
+            continue
+        group = next((g for g in groups if task.verifier(a.extracted, g[0].extracted)), None)
+        if group is None:
+            groups.append([a])
+        else:
+            group.append(a)
+    if not groups:
         return False
-    top = Counter(answers).most_common(1)[0][0]
-    return next(a.correct for a in row if a.extracted == top)
+    top = max(groups, key=len)  # max keeps the first of equal lengths
+    return task.verifier(top[0].extracted, problem.answer)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from starjax import multihost, runtime
 from starjax.checkpoint import StateCheckpoints, load_model, save_params
-from starjax.config import Config, ConfigError
+from starjax.config import Config, ConfigError, validate_star_sampling
 from starjax.sampling.engine import Sampler
+from starjax.seeds import derive
 from starjax.star import report
 from starjax.star.base_model import base_model
 from starjax.star.evaluate import by_difficulty, evaluate
-from starjax.star.kept import attempts, keep, merge_kept
+from starjax.star.kept import attempts, keep, merge_kept, solves, unsolved
 from starjax.star.predict import predict
 from starjax.star.reference import compare, load_reference
 from starjax.star.setup import RunSetup, prepare
@@ -47,8 +48,8 @@ def train_steps(cfg: Config, iteration: int) -> int:
     return round(cfg.star.first_steps * (1 + cfg.star.step_growth) ** (iteration - 1))
 
 
-def _seed(cfg: Config, iteration: int, phase: int) -> int:
-    return (cfg.seed * 1_000_003 + iteration * 16 + phase) % (2**31)
+def _seed(cfg: Config, iteration: int, phase: str) -> int:
+    return derive(cfg.seed, "star", iteration, phase)
 
 
 def run_star(cfg: Config, allow_config_change: bool = False, reference: str | None = None) -> int:
@@ -56,6 +57,7 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     setup = prepare(cfg, allow_config_change)  # every usage error, before any compute
     ref = load_reference(reference) if reference is not None else None
     rules = runtime.start(cfg)
+    validate_star_sampling(cfg, rules.mesh.shape["data"] * rules.mesh.shape["fsdp"])  # a -1 axis is known now
     lead = multihost.is_lead()
     log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
     run_dir = Path(cfg.run_dir)
@@ -84,7 +86,7 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     def evaluate_and_record(n: int, extra: dict) -> None:
         began = time.perf_counter()
         record = {"iteration": n, **state["current"], **extra,
-                  **evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, 2))}
+                  **evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, "evaluate"))}
         record["seconds"] = {**record.get("seconds", {}), "evaluate": time.perf_counter() - began}
         _finish_iteration(cfg, state, record, compiles_before + sampler.compilations, writer, lead)
         commit(n, "evaluated")
@@ -122,27 +124,30 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
     """Samples rationales for every training question, verifies them, rationalizes the failures."""
     task, train, s = setup.task, setup.train, cfg.star
     began = time.perf_counter()
-    texts = task.complete(sampler, [task.prompt(p) for p in train], _seed(cfg, n, 0), s.temperature, s.num_samples)
+    texts = task.complete(sampler, [task.prompt(p) for p in train], _seed(cfg, n, "generate"), s.temperature, s.num_samples)
     tries = attempts(task, train, texts, hinted=False)
-    solved = [any(a.correct for a in row) for row in tries]
+    solved = [any(solves(a, s.verify_steps) for a in row) for row in tries]
     current = {"train_accuracy": sum(solved) / len(train),
                "train_accuracy_by_difficulty": by_difficulty(train, solved),
-               "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)}
+               "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
+               "truncated": sum(a.truncated for row in tries for a in row)}
     current.update(predict(task, train, tries))
-    kept = keep(task, train, tries, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent)
+    few_shot_prompt = s.train_prompt == "few_shot"
+    kept = keep(task, train, tries, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent, few_shot_prompt)
     seconds = {"generate": time.perf_counter() - began}
     samples = [a.record(p) for p, row in zip(train, tries) for a in row]
     rationalized: list[dict] = []
     if s.rationalize:
         began = time.perf_counter()
-        failed = [p for p, ok in zip(train, solved) if not ok and p.id in setup.hintable]
+        failed = [p for p in unsolved(train, tries, s.verify_steps) if p.id in setup.hintable]
         if failed:
-            hinted_texts = task.complete(sampler, [task.prompt(p, hint=True) for p in failed], _seed(cfg, n, 1),
+            hinted_texts = task.complete(sampler, [task.prompt(p, hint=True) for p in failed], _seed(cfg, n, "rationalize"),
                                          s.temperature, s.rationalize_samples or s.num_samples)
             hinted = attempts(task, failed, hinted_texts, hinted=True)
             rationalized = keep(task, failed, hinted, s.max_kept_per_question, s.dedupe, s.verify_steps,
-                                 s.prefer_frequent)
+                                 s.prefer_frequent, few_shot_prompt)
             samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
+            current["truncated"] += sum(a.truncated for row in hinted for a in row)
         seconds["rationalize"] = time.perf_counter() - began
     kept += rationalized
     if hasattr(task, "step_checks"):  # RL-STaR: how many kept chains went through a wrong step
@@ -171,7 +176,7 @@ def _train(cfg: Config, n: int, state: dict, base, policy, setup: RunSetup, log)
         new = policy
     else:
         start = base if cfg.star.restart_from_base else policy
-        result = fit(start, fill_batch(examples, cfg), with_steps(cfg.train, steps), _seed(cfg, n, 3),
+        result = fit(start, fill_batch(examples, cfg), with_steps(cfg.train, steps), _seed(cfg, n, "train"),
                      ckpt_dir=run_dir / "train" / f"iter_{n}", desc=f"fine-tune {n}")
         new = result.model
         state["compilations"]["train"] += result.compilations

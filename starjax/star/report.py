@@ -9,10 +9,19 @@ from pathlib import Path
 from starjax.star.evaluate import difficulty_key
 
 COLUMNS = [("iter", "iteration", "{:d}"), ("train acc", "train_accuracy", "{:.3f}"), ("kept", "kept", "{:d}"),
-           ("rational.", "rationalized", "{:d}"), ("steps", "train_steps", "{:d}"), ("test acc", "test_accuracy", "{:.3f}"),
-           ("predicted", "predicted_accuracy", "{:.3f}")]
+           ("rational.", "rationalized", "{:d}"), ("steps", "train_steps", "{:d}"), ("test acc", "test_accuracy", "{:.3f}")]
 # Only for tasks that check steps: the share of kept rationales with a wrong step.
 WRONG_STEP = ("wrong step", "kept_wrong_step", "{:.3f}")
+# The policy of row n on the training questions at star.temperature: its measured pass@1 (the
+# samples iteration n + 1 draws from it) and what RL-STaR predicted for it from iteration n's.
+PASS_AT_1 = (("pass@1", "sampled_next", "{:.3f}"), ("predicted", "predicted_accuracy", "{:.3f}"))
+
+
+def by_policy(history: list[dict]) -> list[dict]:
+    """Each record with `sampled_next`: the sample_accuracy of its policy, which the next
+    iteration measures (None for the last one)."""
+    return [{**r, "sampled_next": nxt.get("sample_accuracy") if nxt else None}
+            for r, nxt in zip(history, [*history[1:], None])]
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -45,26 +54,39 @@ def tensorboard_scalars(record: dict) -> dict[str, float]:
 
 
 def plot(run_dir: Path, history: list[dict]) -> Path:
-    """Test accuracy per iteration, overall and per difficulty."""
+    """Left: greedy test accuracy per iteration, overall and per difficulty. Right, where the run
+    has a prediction: pass@1 on the training questions at star.temperature, measured and as
+    RL-STaR predicted it (like with like: both are the same policy's sampled accuracy)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    its = [r["iteration"] for r in history]
-    ax.plot(its, [r["test_accuracy"] for r in history], "k-o", lw=2.5, label="overall")
-    labels = sorted({g for r in history for g in r.get("test_accuracy_by_difficulty", {})}, key=difficulty_key)
+    rows = by_policy(history)
+    predicted = [(r["iteration"], r["predicted_accuracy"]) for r in rows if r.get("predicted_accuracy") is not None]
+    fig, axes = plt.subplots(1, 2 if predicted else 1, figsize=(12 if predicted else 7, 4.5), squeeze=False)
+    ax = axes[0][0]
+    its = [r["iteration"] for r in rows]
+    ax.plot(its, [r["test_accuracy"] for r in rows], "k-o", lw=2.5, label="overall")
+    labels = sorted({g for r in rows for g in r.get("test_accuracy_by_difficulty", {})}, key=difficulty_key)
     if len(labels) > 1:
         for g in labels:
-            ax.plot(its, [r.get("test_accuracy_by_difficulty", {}).get(g, float("nan")) for r in history], "--.", label=f"difficulty {g}")
-    predicted = [(r["iteration"], r["predicted_accuracy"]) for r in history if r.get("predicted_accuracy") is not None]
+            ax.plot(its, [r.get("test_accuracy_by_difficulty", {}).get(g, float("nan")) for r in rows], "--.", label=f"difficulty {g}")
+    ax.set(title="test questions, greedy", xlabel="policy after STaR iteration n (0 = base model)",
+           ylabel="accuracy (greedy decoding)")
     if predicted:
-        ax.plot(*zip(*predicted), "x:", color="tab:gray", label="RL-STaR prediction")
-    ax.set(xlabel="STaR iteration (0 = base model)", ylabel="test accuracy", ylim=(-0.02, 1.02))
-    ax.set_xticks(its)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+        right = axes[0][1]
+        sampled = [(r["iteration"], r["sampled_next"]) for r in rows if r.get("sampled_next") is not None]
+        if sampled:
+            right.plot(*zip(*sampled), "k-o", label="measured (drawn in iteration n + 1)")
+        right.plot(*zip(*predicted), "x:", color="tab:red", label="RL-STaR prediction (from iteration n's samples)")
+        right.set(title="training questions, sampled at star.temperature", xlabel="policy after STaR iteration n",
+                  ylabel="pass@1 (share of correct samples)")
+    for a in axes[0]:
+        a.set_ylim(-0.02, 1.02)
+        a.set_xticks(its)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out = run_dir / "accuracy.png"
     fig.savefig(out, dpi=110)
@@ -73,12 +95,15 @@ def plot(run_dir: Path, history: list[dict]) -> Path:
 
 
 def table(history: list[dict]) -> str:
-    """The per-iteration table: one row per iteration, per-difficulty accuracies at the right."""
+    """The per-iteration table: one row per iteration, per-difficulty test accuracies at the right;
+    with predictions, the row's policy's measured and predicted pass@1 (`PASS_AT_1`) before them."""
     labels = sorted({g for r in history for g in r.get("test_accuracy_by_difficulty", {})}, key=difficulty_key)
     columns = COLUMNS + ([WRONG_STEP] if any(r.get("kept_wrong_step") is not None for r in history) else [])
+    if any(r.get("predicted_accuracy") is not None for r in history):
+        columns += list(PASS_AT_1)
     heads = [h for h, _, _ in columns] + [f"d={g}" for g in labels if len(labels) > 1]
     rows = []
-    for r in history:
+    for r in by_policy(history):
         cells = [fmt.format(r[k]) if r.get(k) is not None else "-" for _, k, fmt in columns]
         if len(labels) > 1:
             cells += [f"{r['test_accuracy_by_difficulty'][g]:.2f}" if g in r.get("test_accuracy_by_difficulty", {}) else "-" for g in labels]

@@ -31,6 +31,14 @@ class Splits:
     skipped: dict[str, int] = field(default_factory=dict)  # malformed rows, counted by reason
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """One sampled completion; `truncated`: max_new_tokens cut it before the model stopped."""
+
+    text: str
+    truncated: bool = False
+
+
 Verifier = Callable[[str | None, str], bool]  # (extracted answer or None, gold answer) -> correct
 
 
@@ -57,9 +65,12 @@ class Task:
     def question_text(self, problem: Problem, hint: str | None = None) -> str:
         return question_answer(problem.question, hint)
 
-    def prompt(self, problem: Problem, hint: bool = False) -> str:
-        """The text the model continues; with `hint` the correct answer is shown (rationalization)."""
-        shots = "".join(self.question_text(s) + self.target(s) + "\n\n" for s in self._shots if s.id != problem.id)
+    def prompt(self, problem: Problem, hint: bool = False, few_shot: bool = True) -> str:
+        """The text the model continues, after the few-shot exemplars unless `few_shot` is false.
+        With `hint` the correct answer is shown (rationalization), in the exemplars too: each
+        shows its hint and a rationale reaching it, as in STaR's rationalization prompts."""
+        shots = "".join(self.question_text(s, s.answer if hint else None) + self.target(s) + "\n\n"
+                        for s in self._shots if s.id != problem.id) if few_shot else ""
         return shots + self.question_text(problem, problem.answer if hint else None)
 
     def completion(self, rationale: str, answer: str) -> str:
@@ -74,9 +85,9 @@ class Task:
         return last_line_answer(completion)
 
     def trim(self, completion: str) -> str:
-        """The part of a completion that answers this question (what is verified and kept); formats
-        whose few-shot prompts invite the model to write the next exemplar cut that off."""
-        return completion
+        """The part of a completion that answers this question (what is verified and kept): up to
+        an invented next exemplar, which few-shot prompts invite the model to write."""
+        return before_next_question(completion)
 
     def verify(self, completion: str, problem: Problem) -> tuple[str | None, bool]:
         answer = self.extract(completion)
@@ -91,10 +102,10 @@ class Task:
         return self.gold_records(splits)
 
     def complete(self, sampler: "Sampler", prompts: list[str], seed: int, temperature: float,
-                 num_samples: int) -> list[list[str]]:
+                 num_samples: int) -> list[list[Continuation]]:
         """`num_samples` completions per prompt: one continuation of each prompt by default."""
         rows = sampler.generate(prompts, seed, temperature=temperature, num_samples=num_samples)
-        return [[c.text for c in row] for row in rows]
+        return [[Continuation(c.text, c.finish == "length") for c in row] for row in rows]
 
     def training_records(self, records: list[dict]) -> list[dict]:
         """The (prompt, completion) records a model is trained on for these whole-chain records:
@@ -131,6 +142,12 @@ def input_target(question: str, hint: str | None = None) -> str:
 
 
 # The plain layout as functions, shared by `Task` and the file tasks' `plain` format (tasks/formats.py).
+
+def before_next_question(completion: str) -> str:
+    """The completion up to a line starting `Question:` (the plain layout's next exemplar)."""
+    head, sep, _ = completion.partition("\nQuestion:")
+    return head.rstrip() if sep else completion
+
 
 def question_answer(question: str, hint: str | None = None) -> str:
     """`Question:` line, optional `Hint: the answer is` line, `Answer:`; the text the model continues."""

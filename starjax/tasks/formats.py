@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
 from starjax.config import FileTaskConfig
-from starjax.tasks.base import Problem, Task, Verifier, answer_line, last_line_answer, question_answer
+from starjax.tasks.base import (Problem, Task, Verifier, answer_line, before_next_question, last_line_answer,
+                                question_answer)
 from starjax.tasks.rows import UNPARSABLE, check_nonempty, read_jsonl, scalar_text, to_problem, to_problems
 
 
@@ -45,7 +46,7 @@ class Format:
         return last_line_answer(completion)
 
     def trim(self, completion: str) -> str:
-        return completion
+        return before_next_question(completion)
 
 
 # ---- gsm8k -----------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from __future__ import annotations
 import random
 import re
 
-from starjax.tasks.base import InputTargetTask, Problem, Splits, input_target
+from starjax.seeds import derive
+from starjax.tasks.base import Continuation, InputTargetTask, Problem, Splits, input_target
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import exact
 
@@ -192,20 +193,23 @@ class ZipChain(InputTargetTask):
     def step_prompt(self, state: str) -> str:
         return input_target(state)
 
-    def complete(self, sampler, prompts: list[str], seed: int, temperature: float, num_samples: int) -> list[list[str]]:
+    def complete(self, sampler, prompts: list[str], seed: int, temperature: float,
+                 num_samples: int) -> list[list[Continuation]]:
         """Markov: T rounds, each sampling the next state from a prompt that holds only the current one."""
         if not self.cfg.markov:
             return super().complete(sampler, prompts, seed, temperature, num_samples)
         first = super().complete(sampler, prompts, seed, temperature, num_samples)
-        chains = [[_first_line(text)] for row in first for text in row]
+        chains = [[c] for row in first for c in row]
         for t in range(1, self.num_steps):
             # a malformed state ends its chain (every later step is wrong anyway, see step_checks)
-            live = [c for c in chains if level(c[-1], self.num_steps) == t]
-            nxt = super().complete(sampler, [self.step_prompt(c[-1]) for c in live], (seed * 1_000_003 + t) % 2**31,
-                                   temperature, 1) if live else []
+            live = [c for c in chains if level(_first_line(c[-1].text), self.num_steps) == t]
+            nxt = super().complete(sampler, [self.step_prompt(_first_line(c[-1].text)) for c in live],
+                                   derive(seed, "step", t), temperature, 1) if live else []
             for chain, row in zip(live, nxt):
-                chain.append(_first_line(row[0]))
-        joined = ["\n".join(c) for c in chains]
+                chain.append(row[0])
+        # a step cut before its state line ended leaves the chain unfinished
+        joined = [Continuation("\n".join(_first_line(c.text) for c in chain),
+                               any(c.truncated and "\n" not in c.text.lstrip() for c in chain)) for chain in chains]
         return [joined[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
 
     def training_records(self, records: list[dict]) -> list[dict]:
