@@ -57,15 +57,16 @@ def base_model(cfg: Config, rules: AxisRules, task: Task, splits: Splits, tokeni
 def _pretrain(cfg: Config, model: Transformer, records: list[dict], tokenizer: Tokenizer, steps: int,
               learning_rate: float, ckpt_dir: Path, desc: str, log: Callable[[str], None]) -> Transformer:
     """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`."""
-    examples, skipped = tokenize_records(records, tokenizer, cfg.train.seq_len)
+    p = cfg.pretrain
+    seq_len = p.seq_len or cfg.train.seq_len
+    examples, skipped = tokenize_records(records, tokenizer, seq_len)
     if not examples:
         raise ConfigError(f"{desc}: the task gave no usable records (skipped: {skipped}); "
                           "set star.base or pretrain.steps=0")
     log(f"{desc}: {steps} steps on {len(examples)} examples"
         + (f" (skipped {sum(skipped.values())}: {skipped})" if sum(skipped.values()) else ""))
-    p = cfg.pretrain
     tcfg = with_steps(dataclasses.replace(cfg.train, learning_rate=learning_rate, schedule="cosine",
-                                          batch_size=p.batch_size or cfg.train.batch_size,
+                                          batch_size=p.batch_size or cfg.train.batch_size, seq_len=seq_len,
                                           warmup_steps=p.warmup_steps), steps)
     try:
         return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc).model
