@@ -212,6 +212,8 @@ class AdditionConfig:
     seed_max_digits: int = 2
     seed_long_fraction: float = 0.02
     seed_long_decay: float = 1.0
+    # The longest seed sums (null: max_digits); below max_digits the base never sees the longest.
+    seed_long_max_digits: Optional[int] = None
     seed_hint_fraction: float = 0.3
 
 
@@ -425,10 +427,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
     validate_sampler(cfg.sampler)
     validate_train(cfg.train)
-    if cfg.mesh.data != -1 and cfg.mesh.fsdp != -1:  # else known once the devices are (star/loop.py)
-        validate_star_sampling(cfg, cfg.mesh.data * cfg.mesh.fsdp)
-    if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
-        raise ConfigError(f"run_dir={cfg.run_dir} is a file, not a directory; give another run_dir")
     validate_star(cfg)
     if cfg.runtime.num_cpu_devices < 0:
         raise ConfigError(f"runtime.num_cpu_devices={cfg.runtime.num_cpu_devices} must be >= 0")
@@ -497,6 +495,12 @@ def validate_star_sampling(cfg: Config, data_parallel: int) -> None:
         check_sample_rows(cfg.sampler.batch_size, n, data_parallel, key)
 
 
+def check_run_dir(cfg: Config) -> None:
+    """For the commands that write a run directory, before they compute anything."""
+    if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
+        raise ConfigError(f"run_dir={cfg.run_dir} is a file, not a directory; give another run_dir")
+
+
 def validate_train(t: TrainConfig) -> None:
     for key in ("batch_size", "seq_len", "micro_batches", "steps"):
         if getattr(t, key) < 1:
@@ -548,6 +552,9 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")
     if not 0 < a.seed_long_decay <= 1:
         raise ConfigError(f"task.addition.seed_long_decay={a.seed_long_decay} must be in (0, 1] (1: longer sums uniform)")
+    if a.seed_long_max_digits is not None and not a.seed_max_digits < a.seed_long_max_digits <= a.max_digits:
+        raise ConfigError(f"task.addition.seed_long_max_digits={a.seed_long_max_digits} must be above seed_max_digits="
+                          f"{a.seed_max_digits} and at most max_digits={a.max_digits} (or null: max_digits)")
     pool = sum((10 if n == 1 else 9 * 10 ** (n - 1)) ** 2 for n in range(a.min_digits, a.max_digits + 1))
     if a.train_size + a.test_size > pool:
         raise ConfigError(f"task.addition: {a.min_digits}-{a.max_digits} digits give only {pool} distinct problems, fewer than "

@@ -465,3 +465,18 @@ def test_gold_targets_verify_for_every_builtin_task(tmp_path):
             q = rng.choice([x for x in problems if x.answer != p.answer])
             assert task.verify(task.target(q), p)[1] is False, (name, p, q)
         assert all(isinstance(t, str) and t for t in task.texts(s))
+
+
+def test_addition_seed_lengths_follow_the_long_fraction_decay_and_cap(tmp_path):
+    def lengths(*overrides):
+        cfg = load_config(None, ["task.addition.max_digits=5", "task.addition.seed_size=2000", *overrides]).task.addition
+        task = Addition(cfg, str(tmp_path), 0)
+        return [len(r["completion"].split("\n")[1].split("+")[0].split()) for r in task.seed_records(None)]
+
+    capped = lengths("task.addition.seed_long_fraction=0.5", "task.addition.seed_long_max_digits=4")
+    assert max(capped) == 4 and 0.4 < sum(n > 2 for n in capped) / len(capped) < 0.6
+    decayed = lengths("task.addition.seed_long_fraction=0.5", "task.addition.seed_long_decay=0.4")
+    counts = [decayed.count(n) for n in (3, 4, 5)]
+    assert counts[0] > counts[1] > counts[2] > 0
+    with pytest.raises(ConfigError, match="seed_long_max_digits=6 must be above seed_max_digits=2 and at most max_digits=5"):
+        load_config(None, ["task.addition.max_digits=5", "task.addition.seed_long_max_digits=6"])

@@ -57,7 +57,7 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     setup = prepare(cfg, allow_config_change)  # every usage error, before any compute
     ref = load_reference(reference) if reference is not None else None
     rules = runtime.start(cfg)
-    validate_star_sampling(cfg, rules.mesh.shape["data"] * rules.mesh.shape["fsdp"])  # a -1 axis is known now
+    validate_star_sampling(cfg, rules.mesh.shape["data"] * rules.mesh.shape["fsdp"])  # still before any compute
     lead = multihost.is_lead()
     log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
     run_dir = Path(cfg.run_dir)

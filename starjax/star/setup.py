@@ -11,7 +11,7 @@ from typing import Callable
 from omegaconf import OmegaConf
 
 from starjax import multihost
-from starjax.config import Config, ConfigError, to_yaml
+from starjax.config import Config, ConfigError, check_run_dir, to_yaml
 from starjax.tasks.base import Problem, Splits, Task
 from starjax.tasks.registry import make_task
 from starjax.tokenizer import Tokenizer, load_run_tokenizer, train_tokenizer
@@ -67,6 +67,7 @@ class RunSetup:
 def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
     """Builds the task (unknown names, verifiers and files fail here) and checks that the run
     directory holds this run's config, before any compute."""
+    check_run_dir(cfg)
     task = make_task(cfg)
     if cfg.star.verify_steps and not hasattr(task, "step_checks"):
         raise ConfigError(f"star.verify_steps=true needs a task that checks its rationales' steps (addition, "

@@ -129,13 +129,14 @@ class Addition(InputTargetTask):
 
     def seed_records(self, splits: Splits) -> list[dict]:
         """Base-model data: full scratchpads, mostly for easy sums (<= seed_max_digits digits), a
-        `seed_long_fraction` over the longer lengths up to max_digits (each `seed_long_decay`
-        times as likely as the one before), and a `seed_hint_fraction` of all of them shown
-        with the answer as a hint: the base can do short sums, has seen longer ones and the
+        `seed_long_fraction` over the longer lengths up to `seed_long_max_digits` (default
+        max_digits; each `seed_long_decay` times as likely as the one before), and a
+        `seed_hint_fraction` of all of them shown with the answer as a hint: the base can do short sums, has seen longer ones and the
         hint, and rarely gets the longest right."""
         c = self.cfg
         rng = random.Random(f"{self.seed}-addition-seed")
-        longer = list(range(c.seed_max_digits + 1, max(c.max_digits, c.seed_max_digits + 1) + 1))
+        top = c.max_digits if c.seed_long_max_digits is None else c.seed_long_max_digits
+        longer = list(range(c.seed_max_digits + 1, max(top, c.seed_max_digits + 1) + 1))
         weights = [c.seed_long_decay**i for i in range(len(longer))]
         out = []
         for i in range(c.seed_size):

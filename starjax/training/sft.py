@@ -18,7 +18,7 @@ from flax import nnx
 
 from starjax import multihost, runtime
 from starjax.checkpoint import load_model, save_params
-from starjax.config import Config, ConfigError, save_config, to_yaml
+from starjax.config import Config, ConfigError, check_run_dir, save_config, to_yaml
 from starjax.tokenizer import load_run_tokenizer
 from starjax.training.data import device_batch, pack, tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit
@@ -37,6 +37,7 @@ def split_records(records: list[dict], fraction: float) -> tuple[list[dict], lis
 
 
 def run_sft(cfg: Config) -> int:
+    check_run_dir(cfg)
     rules = runtime.start(cfg)  # before anything else touches a device
     t, d = cfg.train, cfg.data
     if d.train is None:
