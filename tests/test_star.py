@@ -18,7 +18,7 @@ import pytest
 from conftest import SMALL_MODEL
 from starjax.cli import main
 from starjax.config import load_config, to_yaml
-from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k, solves, unsolved
+from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k, solved, solves
 from starjax.star.loop import fill_batch, reached, train_steps
 from starjax.star import reference, report
 from starjax.star.predict import predict
@@ -98,8 +98,8 @@ def test_verify_steps_solves_a_question_only_through_sound_steps():
     lucky = Attempt("q", "", False, "wrong step, right answer", "7", True, steps_ok=False)
     sound = Attempt("q", "", False, "sound", "7", True, steps_ok=True)
     assert solves(lucky, verify_steps=False) and not solves(lucky, verify_steps=True) and solves(sound, True)
-    assert unsolved([Problem("q", "?", "7")], [[lucky]], verify_steps=True) == [Problem("q", "?", "7")]
-    assert unsolved([Problem("q", "?", "7")], [[lucky]], verify_steps=False) == []
+    assert solved([[lucky], [lucky, sound]], verify_steps=True) == [False, True]
+    assert solved([[lucky], [lucky, sound]], verify_steps=False) == [True, True]
 
 
 def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):

@@ -48,9 +48,9 @@ def solves(attempt: Attempt, verify_steps: bool) -> bool:
     return attempt.correct and (attempt.steps_ok or not verify_steps)
 
 
-def unsolved(problems: list[Problem], tries: list[list[Attempt]], verify_steps: bool) -> list[Problem]:
-    """The problems no attempt `solves`: what rationalization gets."""
-    return [p for p, row in zip(problems, tries) if not any(solves(a, verify_steps) for a in row)]
+def solved(tries: list[list[Attempt]], verify_steps: bool) -> list[bool]:
+    """Per problem, whether some attempt `solves` it (the others go to rationalization)."""
+    return [any(solves(a, verify_steps) for a in row) for row in tries]
 
 
 def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: int, dedupe: bool,

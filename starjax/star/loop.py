@@ -23,7 +23,8 @@ from starjax.seeds import derive
 from starjax.star import report
 from starjax.star.base_model import base_model
 from starjax.star.evaluate import by_difficulty, evaluate
-from starjax.star.kept import attempts, keep, merge_kept, solves, unsolved
+from starjax.star.kept import attempts, keep, merge_kept
+from starjax.star.kept import solved as solved_by
 from starjax.star.predict import predict
 from starjax.star.reference import compare, load_reference
 from starjax.star.setup import RunSetup, prepare
@@ -126,7 +127,7 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
     began = time.perf_counter()
     texts = task.complete(sampler, [task.prompt(p) for p in train], _seed(cfg, n, "generate"), s.temperature, s.num_samples)
     tries = attempts(task, train, texts, hinted=False)
-    solved = [any(solves(a, s.verify_steps) for a in row) for row in tries]
+    solved = solved_by(tries, s.verify_steps)
     current = {"train_accuracy": sum(solved) / len(train),
                "train_accuracy_by_difficulty": by_difficulty(train, solved),
                "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
@@ -139,7 +140,7 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
     rationalized: list[dict] = []
     if s.rationalize:
         began = time.perf_counter()
-        failed = [p for p in unsolved(train, tries, s.verify_steps) if p.id in setup.hintable]
+        failed = [p for p, ok in zip(train, solved) if not ok and p.id in setup.hintable]
         if failed:
             hinted_texts = task.complete(sampler, [task.prompt(p, hint=True) for p in failed], _seed(cfg, n, "rationalize"),
                                          s.temperature, s.rationalize_samples or s.num_samples)
