@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 # Every package, direct and transitive, at the version the README's numbers were measured with.
 LOCK := requirements.lock
 
-.PHONY: test demo venv torch-env lock clean
+.PHONY: test lint format demo venv torch-env lock clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,15 @@ $(TORCH_STAMP): tests/hf/requirements-torch.txt
 
 test: $(STAMP) $(TORCH_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff's lint rules and formatter (pyproject.toml [tool.ruff]); `make format` rewrites in place.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # STaR on addition, end to end on CPU (data, tokenizer, base pre-training, STaR iterations) into
 # runs/demo, compared at the end with the README's table (seed 0). Rerunning resumes (or, when

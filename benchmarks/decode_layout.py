@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sampler import timed_generate  # noqa: E402
+from sampler import timed_generate
 
 
 def main() -> int:
@@ -32,9 +32,13 @@ def main() -> int:
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=11, help="timed calls per layout (after one warm-up)")
-    parser.add_argument("--out-major-min-size", type=int, default=None, metavar="N",
-                        help="transpose decode weights of at least N elements (0: all of them; default: "
-                             "starjax.model.layers.OUT_MAJOR_MIN_SIZE)")
+    parser.add_argument(
+        "--out-major-min-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="transpose decode weights of at least N elements (0: all of them; default: starjax.model.layers.OUT_MAJOR_MIN_SIZE)",
+    )
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be >= 3 (medians)")
@@ -51,8 +55,12 @@ def main() -> int:
     from starjax.model.transformer import create_model
     from starjax.runtime import start
 
-    overrides = [f"model.vocab_size={args.vocab}", f"sampler.max_new_tokens={args.new}", "sampler.temperature=1.0",
-                 "mesh.data=1"] + ([f"model.preset={args.preset}"] if args.preset else [])
+    overrides = [
+        f"model.vocab_size={args.vocab}",
+        f"sampler.max_new_tokens={args.new}",
+        "sampler.temperature=1.0",
+        "mesh.data=1",
+    ] + ([f"model.preset={args.preset}"] if args.preset else [])
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as e:
@@ -60,9 +68,18 @@ def main() -> int:
         return 2
     rules = start(cfg)
     graphdef, params = nnx.split(create_model(cfg.model, rules, seed=0))
-    calls = {fuse: timed_generate(dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, fuse_weights=fuse)),
-                                  rules, graphdef, params, args.batch, args.prompt, args.new)
-             for fuse in (True, False)}
+    calls = {
+        fuse: timed_generate(
+            dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, fuse_weights=fuse)),
+            rules,
+            graphdef,
+            params,
+            args.batch,
+            args.prompt,
+            args.new,
+        )
+        for fuse in (True, False)
+    }
     times: dict[bool, list[float]] = {True: [], False: []}
     for i in range(args.rounds + 1):
         for fuse, call in calls.items():
@@ -71,8 +88,10 @@ def main() -> int:
                 times[fuse].append(seconds)
     tokens = args.batch * args.new
     fused, stored = (float(np.median(times[f])) for f in (True, False))
-    print(f"fused {tokens / fused:,.0f} tokens/s, stored {tokens / stored:,.0f} tokens/s, "
-          f"fused / stored {stored / fused:.2f}x (medians of {args.rounds})")
+    print(
+        f"fused {tokens / fused:,.0f} tokens/s, stored {tokens / stored:,.0f} tokens/s, "
+        f"fused / stored {stored / fused:.2f}x (medians of {args.rounds})"
+    )
     return 0
 
 

@@ -22,17 +22,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
-from common import PRESETS  # noqa: E402
-from machine import matmul_peak_gflops  # noqa: E402
+from common import PRESETS
+from machine import matmul_peak_gflops
 
 
 def product_shapes(preset: str) -> dict[str, tuple[int, int]]:
     """(in, out) of each decode-step product, q/k/v and gate/up fused as `sampler.fuse_weights` does."""
     c = PRESETS[preset]
     qkv = (c["heads"] + 2 * c["kv_heads"]) * c["head_dim"]
-    return {"qkv": (c["d_model"], qkv), "o": (c["heads"] * c["head_dim"], c["d_model"]),
-            "gate_up": (c["d_model"], 2 * c["mlp"]), "down": (c["mlp"], c["d_model"]),
-            "logits": (c["d_model"], c["vocab"])}
+    return {
+        "qkv": (c["d_model"], qkv),
+        "o": (c["heads"] * c["head_dim"], c["d_model"]),
+        "gate_up": (c["d_model"], 2 * c["mlp"]),
+        "down": (c["mlp"], c["d_model"]),
+        "logits": (c["d_model"], c["vocab"]),
+    }
 
 
 def gflops(rows: int, fan_in: int, fan_out: int, layers: int, weights_first: bool, rounds: int = 7) -> float:
@@ -76,8 +80,10 @@ def main() -> int:
     for name, (fan_in, fan_out) in product_shapes(args.preset).items():
         copies = 1 if name == "logits" else layers
         rates = [gflops(args.batch, fan_in, fan_out, copies, first) for first in (False, True)]
-        print(f"{name:8s} [{args.batch}, {fan_in}] x [{fan_in}, {fan_out}] x{copies}: "
-              f"x @ w {rates[0]:.0f} GFLOP/s, w @ x {rates[1]:.0f} GFLOP/s")
+        print(
+            f"{name:8s} [{args.batch}, {fan_in}] x [{fan_in}, {fan_out}] x{copies}: "
+            f"x @ w {rates[0]:.0f} GFLOP/s, w @ x {rates[1]:.0f} GFLOP/s"
+        )
     return 0
 
 

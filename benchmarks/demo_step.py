@@ -29,9 +29,16 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
     from starjax.model.transformer import create_model
     from starjax.runtime import start
 
-    cfg = load_config(str(ROOT / "configs" / "demo.yaml"),
-                      ["model.vocab_size=64", f"train.seq_len={seq_len}", f"runtime.num_cpu_devices={devices}",
-                       f"mesh.data={devices}", "sampler.progress=false"])
+    cfg = load_config(
+        str(ROOT / "configs" / "demo.yaml"),
+        [
+            "model.vocab_size=64",
+            f"train.seq_len={seq_len}",
+            f"runtime.num_cpu_devices={devices}",
+            f"mesh.data={devices}",
+            "sampler.progress=false",
+        ],
+    )
     rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     rng = np.random.default_rng(0)
@@ -42,10 +49,19 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
         b, n = cfg.train.batch_size, seq_len
         state = init_state(model, cfg.train, seed=0)
         step = compile_train_step(nnx.split(model)[0], cfg.train, rules, state)
-        batches = [device_batch(dict(tokens=ids, targets=ids, weights=np.ones((b, n), np.float32),
-                                     positions=np.broadcast_to(np.arange(n, dtype=np.int32), (b, n)).copy(),
-                                     segment_ids=np.ones((b, n), np.int32)), rules)
-                   for ids in (rng.integers(0, 64, (b, n)).astype(np.int32) for _ in range(4))]
+        batches = [
+            device_batch(
+                dict(
+                    tokens=ids,
+                    targets=ids,
+                    weights=np.ones((b, n), np.float32),
+                    positions=np.broadcast_to(np.arange(n, dtype=np.int32), (b, n)).copy(),
+                    segment_ids=np.ones((b, n), np.int32),
+                ),
+                rules,
+            )
+            for ids in (rng.integers(0, 64, (b, n)).astype(np.int32) for _ in range(4))
+        ]
 
         def run(i: int) -> None:
             nonlocal state
@@ -63,6 +79,7 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
 
         def run(i: int) -> None:
             sampler.generate_ids(prompts, seed=i, **settings)
+
     for i in range(2):
         run(i)
     out = []
@@ -88,11 +105,18 @@ def main() -> int:
     print("| what | row length | devices | median ms | min-max ms |\n|---|---|---|---|---|")
     for kind, n, d in cases:
         repeats = args.repeats if kind == "train" else max(3, args.repeats // 4)
-        out = subprocess.run([sys.executable, __file__, "--one", kind, str(n), str(d), "--repeats", str(repeats)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", kind, str(n), str(d), "--repeats", str(repeats)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         ms = [1e3 * t for t in json.loads(out.strip().splitlines()[-1])]
         what = "train step, 32 rows" if kind == "train" else "generate: 128 rows x 128 new tokens"
-        print(f"| {what} | {n if kind == 'train' else '-'} | {d} | {statistics.median(ms):.1f} | {min(ms):.1f}-{max(ms):.1f} |", flush=True)
+        print(
+            f"| {what} | {n if kind == 'train' else '-'} | {d} | {statistics.median(ms):.1f} | {min(ms):.1f}-{max(ms):.1f} |",
+            flush=True,
+        )
     return 0
 
 

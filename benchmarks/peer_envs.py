@@ -24,9 +24,14 @@ ROOT = pathlib.Path(__file__).resolve().parent / ".envs"
 # goes first and alone, pinned, so pip can never pull a CUDA build for
 # transformers' sake.
 REQUIREMENTS: dict[str, list[list[str]]] = {
-    "tunix": [[
-        "google-tunix==0.1.7", "jax==0.10.2", "jaxlib==0.10.2", "flax==0.12.8",
-    ]],
+    "tunix": [
+        [
+            "google-tunix==0.1.7",
+            "jax==0.10.2",
+            "jaxlib==0.10.2",
+            "flax==0.12.8",
+        ]
+    ],
     "transformers": [
         ["torch==2.13.0"],
         ["transformers==5.24.0", "numpy==2.4.6"],
@@ -47,8 +52,7 @@ def _real_311(exe: str) -> str | None:
     """
     code = "import sys, venv; print(sys.version_info[:2] == (3, 11), sys.executable)"
     try:
-        out = subprocess.run([exe, "-c", code], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run([exe, "-c", code], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     ok, _, real = out.stdout.strip().partition(" ")
@@ -57,8 +61,7 @@ def _real_311(exe: str) -> str | None:
 
 def find_python311() -> str:
     candidates = [shutil.which("python3.11"), "/usr/bin/python3.11"]
-    candidates += sorted(glob.glob(os.path.expanduser(
-        "~/.pyenv/versions/3.11*/bin/python3.11")), reverse=True)
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11*/bin/python3.11")), reverse=True)
     for exe in filter(None, candidates):
         real = _real_311(exe)
         if real:
@@ -86,8 +89,7 @@ def ensure_env(name: str) -> pathlib.Path:
         _log(f"{name}: creating venv with {base}")
         subprocess.run([base, "-m", "venv", "--clear", str(env)], check=True)
     stamp.unlink(missing_ok=True)  # a half-finished install must not look done
-    pip = [str(python), "-m", "pip", "install", "--quiet",
-           "--disable-pip-version-check", "--no-input"]
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
     for group in REQUIREMENTS[name]:
         _log(f"{name}: pip install {' '.join(group)}")
         res = subprocess.run(pip + group, capture_output=True, text=True)

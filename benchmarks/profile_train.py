@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import TRAIN_SHAPES, build_starjax  # noqa: E402
+from train import TRAIN_SHAPES, build_starjax
 
 
 def kernel_times(trace_dir: Path) -> collections.Counter:
@@ -59,8 +59,10 @@ def main() -> int:
         # reductions, transposes and copies
         kinds["matmul (ynn_fusion)" if name.startswith("ynn_fusion") else re.sub(r"[.\d]+$", "", name)] += ms
     total = sum(per_step.values())
-    print(f"{args.preset}: {total:.0f} ms of XLA kernels per step (kernels may overlap on the two cores); "
-          f"{faults:,} page faults in an untraced step (starjax/host_memory.py)")
+    print(
+        f"{args.preset}: {total:.0f} ms of XLA kernels per step (kernels may overlap on the two cores); "
+        f"{faults:,} page faults in an untraced step (starjax/host_memory.py)"
+    )
     for kind, ms in kinds.most_common(args.top):
         print(f"  {ms:8.1f} ms  {100 * ms / total:4.1f}%  {kind}")
     return 0

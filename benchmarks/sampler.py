@@ -54,8 +54,18 @@ def timed_generate(cfg, rules, graphdef, params, batch: int, prompt_len: int, ne
     from starjax.sampling.loop import compile_generate
     from starjax.sampling.strategies import SamplingSettings
 
-    fn = compile_generate(graphdef, params, rules, cfg.model.num_layers, max_new_cap=new, num_samples=1,
-                          top_k=0, pad_id=0, on_compile=lambda: None, fuse_weights=cfg.sampler.fuse_weights)
+    fn = compile_generate(
+        graphdef,
+        params,
+        rules,
+        cfg.model.num_layers,
+        max_new_cap=new,
+        num_samples=1,
+        top_k=0,
+        pad_id=0,
+        on_compile=lambda: None,
+        fuse_weights=cfg.sampler.fuse_weights,
+    )
     settings = SamplingSettings.create(cfg.sampler, eos_id=-1)  # -1 never occurs: EOS disabled
     prompts = np.random.RandomState(0).randint(4, cfg.model.vocab_size, (batch, prompt_len)).astype(np.int32)
     lengths = np.full((batch,), prompt_len, np.int32)
@@ -64,8 +74,9 @@ def timed_generate(cfg, rules, graphdef, params, batch: int, prompt_len: int, ne
     def call(seed: int, n: int = new) -> float:
         nonlocal cache
         start = time.perf_counter()
-        out, cache = fn(params, cache, prompts, lengths, jax.random.key(seed),
-                        dataclasses.replace(settings, max_new_tokens=np.int32(n)))
+        out, cache = fn(
+            params, cache, prompts, lengths, jax.random.key(seed), dataclasses.replace(settings, max_new_tokens=np.int32(n))
+        )
         jax.block_until_ready(out)
         assert int(out.lengths.min()) == int(out.lengths.max()) == n, "every row must generate exactly n tokens"
         return time.perf_counter() - start
@@ -86,8 +97,17 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: 
     from starjax.runtime import start
 
     vocab, prompt_len, new = SHAPES[preset]
-    cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={vocab}", f"sampler.max_new_tokens={new}",
-                             "sampler.temperature=1.0", f"mesh.data={devices}", *overrides])
+    cfg = load_config(
+        None,
+        [
+            f"model.preset={preset}",
+            f"model.vocab_size={vocab}",
+            f"sampler.max_new_tokens={new}",
+            "sampler.temperature=1.0",
+            f"mesh.data={devices}",
+            *overrides,
+        ],
+    )
     rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     graphdef, params = nnx.split(model)
@@ -98,8 +118,19 @@ def run_starjax(preset: str, batch: int, repeats: int, devices: int, overrides: 
 
 
 def starjax_row(preset: str, batch: int, repeats: int, devices: int, overrides: list[str]) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--presets", preset, "--batches", str(batch),
-           "--repeats", str(repeats), "--cpu-devices", str(devices)] + [f"--set={o}" for o in overrides]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--presets",
+        preset,
+        "--batches",
+        str(batch),
+        "--repeats",
+        str(repeats),
+        "--cpu-devices",
+        str(devices),
+    ] + [f"--set={o}" for o in overrides]
     return _row_from(subprocess.run(cmd, capture_output=True, text=True), "starjax", preset, batch)
 
 
@@ -114,8 +145,7 @@ def run_peer(engine: str, preset: str, batch: int, repeats: int) -> dict:
     from peer_envs import ensure_env
 
     python = ensure_env(engine)
-    cmd = [str(python), str(HERE / PEER_SCRIPTS[engine]), "--preset", preset, "--batch", str(batch),
-           "--repeats", str(repeats)]
+    cmd = [str(python), str(HERE / PEER_SCRIPTS[engine]), "--preset", preset, "--batch", str(batch), "--repeats", str(repeats)]
     return _row_from(subprocess.run(cmd, capture_output=True, text=True), engine, preset, batch)
 
 
@@ -128,9 +158,11 @@ def matmul_flops_per_call(preset: str, batch: int, params: int) -> float:
 def format_table(rows: list[dict], params: dict, peak: float) -> str:
     """One line per run; each peer line carries the ratio of every starjax variant to it, for the
     whole call and for the decode steps alone."""
-    table = ["| preset | batch | engine | tokens/s (median) | prefill s | decode tokens/s | compile s | "
-             "% of matmul peak | starjax / this: whole call (decode only) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    table = [
+        "| preset | batch | engine | tokens/s (median) | prefill s | decode tokens/s | compile s | "
+        "% of matmul peak | starjax / this: whole call (decode only) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if "error" in row:
             table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | failed: {row['error']} | | | | | |")
@@ -145,12 +177,15 @@ def format_table(rows: list[dict], params: dict, peak: float) -> str:
             for ours in rows:
                 same = ours["preset"] == row["preset"] and ours["batch"] == row["batch"]
                 if same and ours["engine"].startswith("starjax") and "tokens_per_s" in ours:
-                    split = (f" ({ours['decode_tokens_per_s'] / decode:.2f}x)"
-                             if decode and ours.get("decode_tokens_per_s") else "")
+                    split = (
+                        f" ({ours['decode_tokens_per_s'] / decode:.2f}x)" if decode and ours.get("decode_tokens_per_s") else ""
+                    )
                     ratios.append(f"{ours['engine']} {ours['tokens_per_s'] / tps:.2f}x{split}")
-        table.append(f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | {row['prefill_s']:.3f} | "
-                     f"{f'{decode:,.0f}' if decode else 'n/a'} | {row.get('compile_s', 0):.1f} | {pct} | "
-                     f"{', '.join(ratios)} |")
+        table.append(
+            f"| {row['preset']} | {row['batch']} | {row['engine']} | {tps:,.0f} | {row['prefill_s']:.3f} | "
+            f"{f'{decode:,.0f}' if decode else 'n/a'} | {row.get('compile_s', 0):.1f} | {pct} | "
+            f"{', '.join(ratios)} |"
+        )
     return "\n".join(table)
 
 
@@ -162,10 +197,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON on the last line")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
-    parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
-                        help="also run starjax data-parallel over this many CPU devices (default: one per core)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a starjax config override for the starjax rows (repeatable)")
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="also run starjax data-parallel over this many CPU devices (default: one per core)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a starjax config override for the starjax rows (repeatable)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -43,9 +43,18 @@ def build_starjax(preset: str, n_batches: int):
 
     shape = TRAIN_SHAPES[preset]
     b, length = shape["batch"], shape["seq_len"]
-    cfg = load_config(None, [f"model.preset={preset}", f"model.vocab_size={PRESETS[preset]['vocab']}",
-                             f"train.batch_size={b}", f"train.seq_len={length}", "train.learning_rate=3e-4",
-                             "train.warmup_steps=0", "mesh.data=1"])
+    cfg = load_config(
+        None,
+        [
+            f"model.preset={preset}",
+            f"model.vocab_size={PRESETS[preset]['vocab']}",
+            f"train.batch_size={b}",
+            f"train.seq_len={length}",
+            "train.learning_rate=3e-4",
+            "train.warmup_steps=0",
+            "mesh.data=1",
+        ],
+    )
     rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     graphdef, _ = nnx.split(model)
@@ -57,9 +66,13 @@ def build_starjax(preset: str, n_batches: int):
         ids = ids.astype(np.int32)
         weights = np.zeros((b, length), np.float32)
         weights[:, length // 2 - 1 : length - 1] = 1.0  # targets ids[j + 1] with j + 1 >= length / 2
-        return dict(tokens=ids, targets=np.concatenate([ids[:, 1:], ids[:, :1]], axis=1),
-                    positions=np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
-                    segment_ids=np.ones((b, length), np.int32), weights=weights)
+        return dict(
+            tokens=ids,
+            targets=np.concatenate([ids[:, 1:], ids[:, :1]], axis=1),
+            positions=np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
+            segment_ids=np.ones((b, length), np.int32),
+            weights=weights,
+        )
 
     return step_fn, state, [device_batch(batch(i), rules) for i in range(n_batches)], count_params(model)
 
@@ -78,9 +91,19 @@ def run_starjax(preset: str, steps: int, warmup: int) -> dict:
 
     compile_s = sum(run(i) for i in range(warmup))
     times = [run(i) for i in range(warmup, warmup + steps)]
-    return dict(engine="starjax", preset=preset, batch=shape["batch"], seq_len=shape["seq_len"], compile_s=compile_s,
-                times_s=times, tokens_per_s=shape["batch"] * shape["seq_len"] / float(np.median(times)), params=params,
-                loss_first=losses[0], loss_last=losses[-1], peak_rss_gb=peak_rss_gb())
+    return dict(
+        engine="starjax",
+        preset=preset,
+        batch=shape["batch"],
+        seq_len=shape["seq_len"],
+        compile_s=compile_s,
+        times_s=times,
+        tokens_per_s=shape["batch"] * shape["seq_len"] / float(np.median(times)),
+        params=params,
+        loss_first=losses[0],
+        loss_last=losses[-1],
+        peak_rss_gb=peak_rss_gb(),
+    )
 
 
 def subprocess_row(cmd: list[str], engine: str, preset: str) -> dict:
@@ -123,8 +146,10 @@ def main() -> int:
             rows.append(subprocess_row(cmd, engine, preset))
             print(f"  -> {rows[-1].get('tokens_per_s', rows[-1].get('error'))}", file=sys.stderr, flush=True)
 
-    table = ["| preset | engine | tokens/s (median) | compile s | MFU | peak RSS GB | starjax / this |",
-             "|---|---|---|---|---|---|---|"]
+    table = [
+        "| preset | engine | tokens/s (median) | compile s | MFU | peak RSS GB | starjax / this |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if "error" in row:
             table.append(f"| {row['preset']} | {row['engine']} | failed: {row['error']} | | | | |")
@@ -132,8 +157,10 @@ def main() -> int:
         row["mfu"] = 6 * row["params"] * row["tokens_per_s"] / (peak * 1e9)
         ours = next((r for r in rows if r["engine"] == "starjax" and r["preset"] == row["preset"] and "tokens_per_s" in r), None)
         ratio = f"{ours['tokens_per_s'] / row['tokens_per_s']:.2f}x" if ours and row["engine"] != "starjax" else ""
-        table.append(f"| {row['preset']} | {row['engine']} | {row['tokens_per_s']:,.0f} | {row['compile_s']:.1f} | "
-                     f"{100 * row['mfu']:.0f}% | {row['peak_rss_gb']:.1f} | {ratio} |")
+        table.append(
+            f"| {row['preset']} | {row['engine']} | {row['tokens_per_s']:,.0f} | {row['compile_s']:.1f} | "
+            f"{100 * row['mfu']:.0f}% | {row['peak_rss_gb']:.1f} | {ratio} |"
+        )
     title = f"Training throughput (`{' '.join(['python benchmarks/train.py'] + sys.argv[1:])}`)"
     body = describe_machine(peak) + "\n\n" + "\n".join(table)
     publish("train", title, body, rows, ("engine", "preset", "tokens_per_s", "mfu"), args)

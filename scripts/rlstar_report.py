@@ -37,27 +37,35 @@ def rows(history: list[dict], cfg: dict) -> list[dict]:
     out = []
     for n, r in enumerate(history):
         nxt = history[n + 1] if n + 1 < len(history) else {}
-        out.append({
-            "iteration": n,
-            "neural": r.get("pass_at_k", {}).get("1"),
-            "predicted": r.get("predicted_accuracy"),
-            "theory_nominal": pure[n] if n < len(pure) else None,
-            "d_hat": nxt.get("d_hat"),
-            "theory_own": nxt.get("theory_accuracy_now"),
-            "kept_wrong": nxt.get("kept_wrong_step"),
-            "kept_wrong_theory": nxt.get("theory_kept_wrong_step"),
-        })
+        out.append(
+            {
+                "iteration": n,
+                "neural": r.get("pass_at_k", {}).get("1"),
+                "predicted": r.get("predicted_accuracy"),
+                "theory_nominal": pure[n] if n < len(pure) else None,
+                "d_hat": nxt.get("d_hat"),
+                "theory_own": nxt.get("theory_accuracy_now"),
+                "kept_wrong": nxt.get("kept_wrong_step"),
+                "kept_wrong_theory": nxt.get("theory_kept_wrong_step"),
+            }
+        )
     return out
 
 
 def markdown(name: str, table: list[dict]) -> str:
     f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    lines = [f"**{name}**", "", "| iteration | neural accuracy | theory from its own d_hat | theory from previous d_hat | theory (nominal d) | d_hat per step | kept with a wrong step: measured / theory |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"**{name}**",
+        "",
+        "| iteration | neural accuracy | theory from its own d_hat | theory from previous d_hat | theory (nominal d) | d_hat per step | kept with a wrong step: measured / theory |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table:
         d = "-" if r["d_hat"] is None else ", ".join(f"{x:.3f}" for x in r["d_hat"])
-        lines.append(f"| {r['iteration']} | {f(r['neural'])} | {f(r['theory_own'])} | {f(r['predicted'])} | {f(r['theory_nominal'])} | {d} | "
-                     f"{f(r['kept_wrong'])} / {f(r['kept_wrong_theory'])} |")
+        lines.append(
+            f"| {r['iteration']} | {f(r['neural'])} | {f(r['theory_own'])} | {f(r['predicted'])} | {f(r['theory_nominal'])} | {d} | "
+            f"{f(r['kept_wrong'])} / {f(r['kept_wrong_theory'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -79,8 +87,15 @@ def main() -> None:
             its = [r["iteration"] for r in t]
             ax.plot(its, [r["neural"] for r in t], "k-o", label="neural (sampled)")
             nan = lambda x: float("nan") if x is None else x  # noqa: E731
-            ax.plot(its, [nan(r["theory_own"]) for r in t], "s-", color="tab:green", ms=3, alpha=0.8,
-                    label="theory from its own d_hat")
+            ax.plot(
+                its,
+                [nan(r["theory_own"]) for r in t],
+                "s-",
+                color="tab:green",
+                ms=3,
+                alpha=0.8,
+                label="theory from its own d_hat",
+            )
             ax.plot(its, [nan(r["predicted"]) for r in t], "x:", color="tab:red", label="theory from previous d_hat")
             ax.plot(its, [r["theory_nominal"] for r in t], "--", color="tab:blue", label="theory, nominal d")
             ax.set(title=name, xlabel="iteration", ylabel="accuracy", ylim=(-0.02, 1.02))

@@ -50,8 +50,9 @@ def table(runs: list[tuple[str, list[dict]]]) -> str:
     cols = list(zip(*acc))
     rises = [row[-1] - row[0] for row in acc]
     lines.append("| mean | " + " | ".join(f"{statistics.mean(c):.3f}" for c in cols) + f" | {statistics.mean(rises):+.3f} | |")
-    lines.append("| range | " + " | ".join(f"{min(c):.3f}-{max(c):.3f}" for c in cols)
-                 + f" | {min(rises):+.3f} to {max(rises):+.3f} | |")
+    lines.append(
+        "| range | " + " | ".join(f"{min(c):.3f}-{max(c):.3f}" for c in cols) + f" | {min(rises):+.3f} to {max(rises):+.3f} | |"
+    )
     return "\n".join(lines)
 
 
@@ -66,8 +67,10 @@ def main() -> int:
         other = load(args.versus)
         print("\n" + table(other) + "\n")
         for (name, a), (_, b) in zip(runs, other):
-            print(f"{name}: last iteration {a[-1]['test_accuracy']:.3f} against {b[-1]['test_accuracy']:.3f} "
-                  f"({a[-1]['test_accuracy'] - b[-1]['test_accuracy']:+.3f})")
+            print(
+                f"{name}: last iteration {a[-1]['test_accuracy']:.3f} against {b[-1]['test_accuracy']:.3f} "
+                f"({a[-1]['test_accuracy'] - b[-1]['test_accuracy']:+.3f})"
+            )
     return 0
 
 

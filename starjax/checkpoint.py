@@ -53,9 +53,7 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
         raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
     graphdef, state = nnx.split(abstract_model(cfg, rules))
     shardings = nnx.to_pure_dict(nnx.get_named_sharding(state, rules.mesh))
-    target = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nnx.to_pure_dict(state), shardings
-    )
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nnx.to_pure_dict(state), shardings)
     try:
         with ocp.StandardCheckpointer() as ckptr:
             restored = ckptr.restore(path, target)
@@ -145,5 +143,5 @@ def _restore_newest(manager: ocp.CheckpointManager, directory: Path, args: Any) 
             return step, manager.restore(step, args=args)
         except Exception as e:  # a damaged checkpoint: any read error, from any layer
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            warnings.warn(f"checkpoint step {step} in {directory} is unreadable ({reason}); trying an older one")
+            warnings.warn(f"checkpoint step {step} in {directory} is unreadable ({reason}); trying an older one", stacklevel=2)
     return None

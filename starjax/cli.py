@@ -32,18 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(sample)
     source = sample.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", action="append", help="a prompt (repeatable); \\n in it stands for a newline")
-    source.add_argument("--prompts-file", help="one prompt per line, or .jsonl records with a \"prompt\" field")
-    sample.add_argument("--checkpoint", help="model parameters saved by starjax (default: model.from_hf's, else a random "
-                                              "init for smoke tests)")
+    source.add_argument("--prompts-file", help='one prompt per line, or .jsonl records with a "prompt" field')
+    sample.add_argument(
+        "--checkpoint", help="model parameters saved by starjax (default: model.from_hf's, else a random init for smoke tests)"
+    )
     sample.add_argument("--output", help="write JSONL results here instead of standard output")
     sft = sub.add_parser("sft", help="fine-tune on (prompt, completion) records; rerun to resume")
     _config_args(sft)
     star = sub.add_parser("star", help="run STaR iterations on a task; rerun the same command to resume")
     _config_args(star)
-    star.add_argument("--allow-config-change", action="store_true",
-                      help="resume a run directory whose saved config differs from this one")
-    star.add_argument("--reference", metavar="FILE", help="metrics of a published run to compare with at the end "
-                                                          "(prints 'matches LABEL: yes/no'; `make demo` passes the README's)")
+    star.add_argument(
+        "--allow-config-change", action="store_true", help="resume a run directory whose saved config differs from this one"
+    )
+    star.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="metrics of a published run to compare with at the end "
+        "(prints 'matches LABEL: yes/no'; `make demo` passes the README's)",
+    )
     diagnose = sub.add_parser("diagnose", help="estimate a policy's per-step quality and the RL-STaR prediction for it")
     _config_args(diagnose)
     diagnose.add_argument("--checkpoint", help="policy parameters (default: the newest policy in run_dir, else its base)")
@@ -61,15 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("config", help="the run's YAML config (its model, tokenizer and run_dir)")
     exp.add_argument("out", help="new directory for config.json, *.safetensors and tokenizer files")
     exp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run_dir=runs/gsm8k")
-    exp.add_argument("--checkpoint", help="parameters to export (default: the newest policy in run_dir, else its base, "
-                                          "else model.from_hf)")
+    exp.add_argument(
+        "--checkpoint", help="parameters to export (default: the newest policy in run_dir, else its base, else model.from_hf)"
+    )
     exp.add_argument("--dtype", default="bfloat16", help="tensor dtype written (default bfloat16)")
     exp.add_argument("--max-shard-size", default="5GB", help="split the weights into files of at most this size (default 5GB)")
     theory = sub.add_parser("theory", help="RL-STaR's tabular model: accuracy per STaR iteration, exact or simulated")
     theory.add_argument("--states", type=int, required=True, metavar="M", help="candidate next states per step (M >= 2)")
     theory.add_argument("--steps", type=int, required=True, metavar="T", help="reasoning steps per chain (T >= 1)")
-    theory.add_argument("--delta", type=float, action="append", required=True, metavar="D",
-                        help="pre-trained policy's d in [0, 1]: once for every step, or once per step in order")
+    theory.add_argument(
+        "--delta",
+        type=float,
+        action="append",
+        required=True,
+        metavar="D",
+        help="pre-trained policy's d in [0, 1]: once for every step, or once per step in order",
+    )
     theory.add_argument("--iterations", type=int, default=10, metavar="K", help="STaR iterations (default 10)")
     theory.add_argument("--samples", type=int, metavar="N", help="simulate N sampled chains per question per iteration")
     theory.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
@@ -156,8 +169,16 @@ def cmd_theory(args: argparse.Namespace) -> int:
     return run_theory(args)
 
 
-COMMANDS = {"info": cmd_info, "sample": cmd_sample, "sft": cmd_sft, "star": cmd_star, "diagnose": cmd_diagnose, "theory": cmd_theory,
-            "import-hf": cmd_import_hf, "export-hf": cmd_export_hf}
+COMMANDS = {
+    "info": cmd_info,
+    "sample": cmd_sample,
+    "sft": cmd_sft,
+    "star": cmd_star,
+    "diagnose": cmd_diagnose,
+    "theory": cmd_theory,
+    "import-hf": cmd_import_hf,
+    "export-hf": cmd_export_hf,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

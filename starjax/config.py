@@ -398,13 +398,9 @@ def validate(cfg: Config) -> None:
     if m.vocab_size is not None and m.vocab_size <= 0:
         raise ConfigError(f"model.vocab_size={m.vocab_size} must be positive (or null to use the tokenizer's)")
     if m.num_heads % m.num_kv_heads:
-        raise ConfigError(
-            f"model.num_kv_heads={m.num_kv_heads} must divide model.num_heads={m.num_heads}"
-        )
+        raise ConfigError(f"model.num_kv_heads={m.num_kv_heads} must divide model.num_heads={m.num_heads}")
     if m.head_dim is None and m.d_model % m.num_heads:
-        raise ConfigError(
-            f"model.d_model={m.d_model} is not divisible by model.num_heads={m.num_heads}; set model.head_dim"
-        )
+        raise ConfigError(f"model.d_model={m.d_model} is not divisible by model.num_heads={m.num_heads}; set model.head_dim")
     if (m.head_dim or m.d_model // m.num_heads) % 2:
         raise ConfigError("rotary embeddings need an even head dimension; change model.head_dim")
     if m.activation not in ACTIVATIONS:
@@ -443,8 +439,7 @@ def validate_distributed(d: DistributedConfig) -> None:
         if missing:
             raise ConfigError(f"runtime.distributed.mode=explicit needs runtime.distributed.{missing[0]}")
         if d.num_processes < 1 or not 0 <= d.process_id < d.num_processes:
-            raise ConfigError(f"runtime.distributed: process_id={d.process_id} must be in [0, num_processes="
-                              f"{d.num_processes})")
+            raise ConfigError(f"runtime.distributed: process_id={d.process_id} must be in [0, num_processes={d.num_processes})")
         if ":" not in d.coordinator_address:
             raise ConfigError(f"runtime.distributed.coordinator_address={d.coordinator_address!r} must be host:port")
     if d.initialization_timeout < 1 or d.heartbeat_timeout < 1:
@@ -476,12 +471,13 @@ def validate_sampler(s: SamplerConfig) -> None:
 def check_sample_rows(batch_size: int, num_samples: int, data_parallel: int, key: str = "num_samples") -> None:
     """A sampler call holds batch_size // num_samples prompts, split evenly over data x fsdp."""
     if num_samples > batch_size:
-        raise ConfigError(f"{key}={num_samples} exceeds sampler.batch_size={batch_size}; raise sampler.batch_size "
-                          f"or lower {key}")
+        raise ConfigError(f"{key}={num_samples} exceeds sampler.batch_size={batch_size}; raise sampler.batch_size or lower {key}")
     per_call = batch_size // num_samples
     if per_call % data_parallel:
-        raise ConfigError(f"sampler.batch_size={batch_size} with {key}={num_samples} gives {per_call} prompts per call, "
-                          f"not a multiple of the mesh's data x fsdp = {data_parallel}")
+        raise ConfigError(
+            f"sampler.batch_size={batch_size} with {key}={num_samples} gives {per_call} prompts per call, "
+            f"not a multiple of the mesh's data x fsdp = {data_parallel}"
+        )
 
 
 def validate_star_sampling(cfg: Config, data_parallel: int) -> None:
@@ -489,8 +485,9 @@ def validate_star_sampling(cfg: Config, data_parallel: int) -> None:
     s = cfg.star
     calls = [("star.num_samples", s.num_samples), ("evaluation", 1), ("star.eval_samples", s.eval_samples)]
     if s.rationalize:
-        calls.append(("star.rationalize_samples" if s.rationalize_samples else "star.num_samples",
-                      s.rationalize_samples or s.num_samples))
+        calls.append(
+            ("star.rationalize_samples" if s.rationalize_samples else "star.num_samples", s.rationalize_samples or s.num_samples)
+        )
     for key, n in calls:
         check_sample_rows(cfg.sampler.batch_size, n, data_parallel, key)
 
@@ -524,8 +521,10 @@ def validate_star(cfg: Config) -> None:
     s, task = cfg.star, cfg.task
     if task.name not in TASKS:
         close = difflib.get_close_matches(task.name, TASKS, n=1)
-        raise ConfigError(f"task.name={task.name!r} is unknown; choose one of {list(TASKS)}"
-                          + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(
+            f"task.name={task.name!r} is unknown; choose one of {list(TASKS)}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
     for key in ("iterations", "num_samples", "max_kept_per_question", "first_steps", "eval_samples"):
         if getattr(s, key) < 1:
             raise ConfigError(f"star.{key}={getattr(s, key)} must be >= 1")
@@ -536,15 +535,24 @@ def validate_star(cfg: Config) -> None:
     if s.train_prompt not in ("bare", "few_shot"):
         raise ConfigError(f"star.train_prompt={s.train_prompt!r}: use bare (the question alone) or few_shot")
     if s.eval_samples > 1 and s.eval_temperature == 0:
-        raise ConfigError(f"star.eval_samples={s.eval_samples} with star.eval_temperature=0 gives identical samples; "
-                          "set star.eval_temperature")
+        raise ConfigError(
+            f"star.eval_samples={s.eval_samples} with star.eval_temperature=0 gives identical samples; set star.eval_temperature"
+        )
     if s.num_samples > 1 and s.temperature == 0:
         raise ConfigError(f"star.num_samples={s.num_samples} with star.temperature=0 gives identical samples; set a temperature")
     p = cfg.pretrain
-    if (p.steps < 0 or p.learning_rate <= 0 or (p.batch_size or 1) < 1 or (p.seq_len or 1) < 1 or p.warmup_steps < 0
-            or p.warm_steps < 0):
-        raise ConfigError("pretrain.steps, warmup_steps and warm_steps must be >= 0, pretrain.learning_rate > 0 "
-                          "and pretrain.batch_size and seq_len >= 1")
+    if (
+        p.steps < 0
+        or p.learning_rate <= 0
+        or (p.batch_size or 1) < 1
+        or (p.seq_len or 1) < 1
+        or p.warmup_steps < 0
+        or p.warm_steps < 0
+    ):
+        raise ConfigError(
+            "pretrain.steps, warmup_steps and warm_steps must be >= 0, pretrain.learning_rate > 0 "
+            "and pretrain.batch_size and seq_len >= 1"
+        )
     if p.warm_learning_rate is not None and p.warm_learning_rate <= 0:
         raise ConfigError(f"pretrain.warm_learning_rate={p.warm_learning_rate} must be > 0 (or null: pretrain.learning_rate)")
     a = task.addition
@@ -553,12 +561,16 @@ def validate_star(cfg: Config) -> None:
     if not 0 < a.seed_long_decay <= 1:
         raise ConfigError(f"task.addition.seed_long_decay={a.seed_long_decay} must be in (0, 1] (1: longer sums uniform)")
     if a.seed_long_max_digits is not None and not a.seed_max_digits < a.seed_long_max_digits <= a.max_digits:
-        raise ConfigError(f"task.addition.seed_long_max_digits={a.seed_long_max_digits} must be above seed_max_digits="
-                          f"{a.seed_max_digits} and at most max_digits={a.max_digits} (or null: max_digits)")
+        raise ConfigError(
+            f"task.addition.seed_long_max_digits={a.seed_long_max_digits} must be above seed_max_digits="
+            f"{a.seed_max_digits} and at most max_digits={a.max_digits} (or null: max_digits)"
+        )
     pool = sum((10 if n == 1 else 9 * 10 ** (n - 1)) ** 2 for n in range(a.min_digits, a.max_digits + 1))
     if a.train_size + a.test_size > pool:
-        raise ConfigError(f"task.addition: {a.min_digits}-{a.max_digits} digits give only {pool} distinct problems, fewer than "
-                          f"train_size + test_size = {a.train_size + a.test_size}; raise max_digits or lower the sizes")
+        raise ConfigError(
+            f"task.addition: {a.min_digits}-{a.max_digits} digits give only {pool} distinct problems, fewer than "
+            f"train_size + test_size = {a.train_size + a.test_size}; raise max_digits or lower the sizes"
+        )
     z = task.zip_chain
     if not 1 <= z.bits <= 8 or not z.seed_delta or any(not 0 <= d <= 1 for d in z.seed_delta):
         raise ConfigError("task.zip_chain needs 1 <= bits <= 8 and seed_delta values in [0, 1]")
@@ -581,8 +593,10 @@ def validate_star(cfg: Config) -> None:
             raise ConfigError(f"task.name={task.name} needs task.{task.name}.train: {what}")
         held = f.test is None if task.name == "jsonl" else f.test_split is None
         if held and f.test_fraction == 0:
-            raise ConfigError(f"task.{task.name}: no test data; set task.{task.name}.test{'' if task.name == 'jsonl' else '_split'} "
-                              f"or task.{task.name}.test_fraction > 0")
+            raise ConfigError(
+                f"task.{task.name}: no test data; set task.{task.name}.test{'' if task.name == 'jsonl' else '_split'} "
+                f"or task.{task.name}.test_fraction > 0"
+            )
 
 
 def _load_yaml(path: str | Path, seen: tuple = ()) -> Any:

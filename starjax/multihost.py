@@ -40,8 +40,10 @@ def _env_args() -> dict[str, Any] | None:
         if ids:
             args["local_device_ids"] = [int(i) for i in ids.split(",")]
     except (KeyError, ValueError) as e:
-        raise ConfigError(f"STARJAX_COORDINATOR is set but {e} is missing or not a number; set STARJAX_NUM_PROCESSES, "
-                          "STARJAX_PROCESS_ID (and optionally STARJAX_LOCAL_DEVICE_IDS=0,1,...)") from None
+        raise ConfigError(
+            f"STARJAX_COORDINATOR is set but {e} is missing or not a number; set STARJAX_NUM_PROCESSES, "
+            "STARJAX_PROCESS_ID (and optionally STARJAX_LOCAL_DEVICE_IDS=0,1,...)"
+        ) from None
     return args
 
 
@@ -57,15 +59,21 @@ def initialize(d: DistributedConfig) -> None:
     # the setting touches nothing but the CPU backend, so it is safe on TPU and GPU hosts too.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
-        jax.distributed.initialize(**{k: v for k, v in args.items() if v is not None},
-                                   initialization_timeout=d.initialization_timeout,
-                                   # JAX's own detection aborts with a stack trace: it is the backstop, given
-                                   # three times as long as starjax's watchdog, which exits with a message.
-                                   heartbeat_timeout_seconds=3 * d.heartbeat_timeout)
+        jax.distributed.initialize(
+            **{k: v for k, v in args.items() if v is not None},
+            initialization_timeout=d.initialization_timeout,
+            # JAX's own detection aborts with a stack trace: it is the backstop, given
+            # three times as long as starjax's watchdog, which exits with a message.
+            heartbeat_timeout_seconds=3 * d.heartbeat_timeout,
+        )
     except (RuntimeError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        hint = ("" if args else "; mode=auto found no Cloud TPU VM, SLURM or Open MPI job and no STARJAX_COORDINATOR: "
-                "use runtime.distributed.mode=explicit or scripts/launch_hosts.sh")
+        hint = (
+            ""
+            if args
+            else "; mode=auto found no Cloud TPU VM, SLURM or Open MPI job and no STARJAX_COORDINATOR: "
+            "use runtime.distributed.mode=explicit or scripts/launch_hosts.sh"
+        )
         raise ConfigError(f"cannot join the distributed runtime: {first}{hint}") from None
     if jax.process_count() > 1:
         _start_watchdog(float(d.heartbeat_timeout))
@@ -83,8 +91,12 @@ def _start_watchdog(limit: float) -> None:
 
     def fail(msg: str) -> None:
         if not stop.is_set():
-            print(f"\nstarjax: error: {msg}; this process (process {me}) exits. Rerun the same command on every "
-                  "host: the run resumes from its last checkpoint", file=sys.stderr, flush=True)
+            print(
+                f"\nstarjax: error: {msg}; this process (process {me}) exits. Rerun the same command on every "
+                "host: the run resumes from its last checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(1)
 
     # Two threads: `poll` talks to the coordination service, `watch` only reads clocks, so a
@@ -140,8 +152,11 @@ def exit_after_error(e: BaseException) -> None:
     else:
         traceback.print_exc()  # a bug, not a lost peer: show where
         what = f"process {me} stopped on {type(e).__name__}: {first}"
-    print(f"\nstarjax: error: {what}. Rerun the same command on every host: the run resumes from its last checkpoint",
-          file=sys.stderr, flush=True)
+    print(
+        f"\nstarjax: error: {what}. Rerun the same command on every host: the run resumes from its last checkpoint",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(1)
 
 
@@ -184,5 +199,7 @@ def agree_on_config(config_yaml: str) -> None:
     every = np.asarray(multihost_utils.process_allgather(digest[None], tiled=True))
     differ = [i for i in range(len(every)) if not np.array_equal(every[i], every[0])]
     if differ:
-        raise ConfigError(f"process(es) {differ} run a different config than process 0; launch every process with "
-                          "the same config file and overrides")
+        raise ConfigError(
+            f"process(es) {differ} run a different config than process 0; launch every process with "
+            "the same config file and overrides"
+        )

@@ -24,9 +24,7 @@ def setup_runtime(cfg: RuntimeConfig) -> None:
     if cfg.platform is not None and jax.config.jax_platforms != cfg.platform:
         _update_before_start("jax_platforms", cfg.platform, f"runtime.platform={cfg.platform}")
     if cfg.num_cpu_devices and jax.config.jax_num_cpu_devices != cfg.num_cpu_devices:
-        _update_before_start(
-            "jax_num_cpu_devices", cfg.num_cpu_devices, f"runtime.num_cpu_devices={cfg.num_cpu_devices}"
-        )
+        _update_before_start("jax_num_cpu_devices", cfg.num_cpu_devices, f"runtime.num_cpu_devices={cfg.num_cpu_devices}")
     if starjax.HOST_MALLOC_TUNED:
         # the train loop waits for every step anyway; run synchronously, an execution frees its
         # scratch buffer before the next allocates one, so the heap keeps one of them, not two

@@ -8,8 +8,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # 90 s); tests/test_host_memory.py checks those settings in processes of its own
 os.environ.setdefault("STARJAX_HOST_MALLOC", "system")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 jax.config.update("jax_num_cpu_devices", 8)
 

@@ -2,9 +2,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import make_rules
 from flax import nnx
 
-from conftest import make_rules
 from starjax.checkpoint import restore_params, save_params
 from starjax.model.transformer import create_model
 

@@ -12,9 +12,7 @@ TINY = str(ROOT / "configs" / "tiny.yaml")
 
 def starjax(*args):
     """The real command in a fresh process (fake-device settings need a JAX that has not started)."""
-    return subprocess.run(
-        [sys.executable, "-m", "starjax.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "starjax.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def test_info_prints_a_2x2x2_mesh_in_a_fresh_process():
@@ -41,8 +39,22 @@ def test_wrong_type_exits_2():
 
 
 def test_info_with_forward_on_the_mesh(capsys):
-    rc = main(["info", TINY, "runtime.num_cpu_devices=8", "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2",
-               "model.num_layers=1", "--forward", "--batch", "4", "--length", "16"])
+    rc = main(
+        [
+            "info",
+            TINY,
+            "runtime.num_cpu_devices=8",
+            "mesh.data=2",
+            "mesh.fsdp=2",
+            "mesh.tensor=2",
+            "model.num_layers=1",
+            "--forward",
+            "--batch",
+            "4",
+            "--length",
+            "16",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "forward: batch 4 x length 16 -> logits (4, 16, 512)" in out
@@ -67,30 +79,49 @@ def test_usage_errors_return_2(capsys, args, message):
 
 def test_only_implemented_commands_exist():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS) == {"info", "sample", "sft", "star", "diagnose", "theory",
-                                                    "import-hf", "export-hf"}
+    assert set(sub.choices) == set(COMMANDS) == {"info", "sample", "sft", "star", "diagnose", "theory", "import-hf", "export-hf"}
     bad = starjax("frobnicate", TINY)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
 @pytest.fixture(scope="module")
 def tokenizer_file(tmp_path_factory):
-    from starjax.tokenizer import train_tokenizer
     from test_tokenizer import scratchpad_texts
+
+    from starjax.tokenizer import train_tokenizer
 
     return train_tokenizer(scratchpad_texts(), tmp_path_factory.mktemp("tok"), vocab_size=320).source
 
 
-SAMPLE_ARGS = ["model.num_layers=1", "sampler.max_new_tokens=5", "sampler.batch_size=8", "sampler.temperature=0",
-               "sampler.prompt_buckets=[16]", "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
+SAMPLE_ARGS = [
+    "model.num_layers=1",
+    "sampler.max_new_tokens=5",
+    "sampler.batch_size=8",
+    "sampler.temperature=0",
+    "sampler.prompt_buckets=[16]",
+    "mesh.data=2",
+    "mesh.fsdp=2",
+    "mesh.tensor=2",
+]
 
 
 def test_sample_from_random_init_and_from_a_checkpoint(tmp_path, capsys, tokenizer_file):
     import json
 
     out = tmp_path / "out.jsonl"
-    args = ["sample", TINY, f"tokenizer.path={tokenizer_file}", "model.vocab_size=null", *SAMPLE_ARGS,
-            "--prompt", "Input:\\n1 2 + 3 4", "--prompt", "7", "--output", str(out)]
+    args = [
+        "sample",
+        TINY,
+        f"tokenizer.path={tokenizer_file}",
+        "model.vocab_size=null",
+        *SAMPLE_ARGS,
+        "--prompt",
+        "Input:\\n1 2 + 3 4",
+        "--prompt",
+        "7",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["prompt"] for r in records] == ["Input:\n1 2 + 3 4", "7"]
@@ -99,19 +130,36 @@ def test_sample_from_random_init_and_from_a_checkpoint(tmp_path, capsys, tokeniz
     assert "random" in err and "2 prompts, 10 tokens" in err
 
     # the same run from saved parameters gives the same greedy text
+    from conftest import make_rules
+
     from starjax.checkpoint import save_params
     from starjax.config import load_config
     from starjax.model.transformer import create_model
     from starjax.tokenizer import Tokenizer
-    from conftest import make_rules
 
     cfg = load_config(TINY, [*SAMPLE_ARGS, f"model.vocab_size={Tokenizer.load(tokenizer_file).vocab_size}"])
     ckpt = save_params(tmp_path / "ckpt", create_model(cfg.model, make_rules((2, 2, 2)), cfg.seed))
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "Input:\n1 2 + 3 4"}) + "\n\n" + json.dumps("7") + "\n")
     out2 = tmp_path / "out2.jsonl"
-    assert main(["sample", TINY, f"tokenizer.path={tokenizer_file}", "model.vocab_size=null", *SAMPLE_ARGS,
-                 "--prompts-file", str(prompts), "--checkpoint", str(ckpt), "--output", str(out2)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                TINY,
+                f"tokenizer.path={tokenizer_file}",
+                "model.vocab_size=null",
+                *SAMPLE_ARGS,
+                "--prompts-file",
+                str(prompts),
+                "--checkpoint",
+                str(ckpt),
+                "--output",
+                str(out2),
+            ]
+        )
+        == 0
+    )
     assert [json.loads(line)["samples"] for line in out2.read_text().splitlines()] == [r["samples"] for r in records]
 
 
@@ -138,5 +186,5 @@ def test_sample_prompt_file_errors(tmp_path, capsys, tokenizer_file):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "1 + 1"}\n')
     assert main(["sample", TINY, f"tokenizer.path={tokenizer_file}", "--prompts-file", str(bad)]) == 2
-    assert "bad.jsonl:1 is not a JSON string or an object with a \"prompt\" field" in capsys.readouterr().err
+    assert 'bad.jsonl:1 is not a JSON string or an object with a "prompt" field' in capsys.readouterr().err
     assert main(["sample", TINY, "--prompts-file", str(tmp_path / "none.txt")]) == 2

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_rules
 from flax import nnx
 
-from conftest import make_rules
 from starjax.checkpoint import load_model
 from starjax.cli import main
 from starjax.config import ConfigError, load_config
@@ -60,9 +60,9 @@ def _padded_logits(model, prompts: list[list[int]]) -> list[np.ndarray]:
     t = max(map(len, prompts))
     toks, pos, seg = (np.zeros((len(prompts), t), np.int32) for _ in range(3))
     for i, p in enumerate(prompts):
-        toks[i, t - len(p):], pos[i, t - len(p):], seg[i, t - len(p):] = p, np.arange(len(p)), 1
+        toks[i, t - len(p) :], pos[i, t - len(p) :], seg[i, t - len(p) :] = p, np.arange(len(p)), 1
     logits, _ = model(jnp.asarray(toks), jnp.asarray(pos), jnp.asarray(seg))
-    return [np.asarray(logits[i, t - len(p):]) for i, p in enumerate(prompts)]
+    return [np.asarray(logits[i, t - len(p) :]) for i, p in enumerate(prompts)]
 
 
 def _assert_logits_match(model, reference: dict, prompts: list[list[int]]) -> None:
@@ -102,8 +102,11 @@ def test_export_then_import_is_identity(ref, tmp_path, family):
     model = load_model(None, cfg.model, make_rules(), 0)
     export_hf(model, cfg, tmp_path / "out", "float32", max_shard_bytes=30_000)
     again = import_params(tmp_path / "out", cfg.model, make_rules())
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
-                 nnx.to_pure_dict(nnx.state(model)), nnx.to_pure_dict(nnx.state(again)))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+        nnx.to_pure_dict(nnx.state(model)),
+        nnx.to_pure_dict(nnx.state(again)),
+    )
 
 
 def test_exports_load_in_transformers_and_match(ref, tmp_path):
@@ -153,17 +156,26 @@ def test_import_hf_cli_output_is_a_from_hf_directory(ref, tmp_path, capsys):
 
 def _write_config(d: Path, **fields) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    base = {"model_type": "llama", "vocab_size": 32, "hidden_size": 16, "intermediate_size": 32,
-            "num_hidden_layers": 1, "num_attention_heads": 2}
+    base = {
+        "model_type": "llama",
+        "vocab_size": 32,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
     (d / "config.json").write_text(json.dumps({**base, **fields}))
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "unsupported architecture: model_type='gpt2'"),
-    ({"attention_bias": True}, "attention_bias=true"),
-    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_type='yarn'"),
-    ({"hidden_act": "relu"}, "hidden_act='relu'"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "unsupported architecture: model_type='gpt2'"),
+        ({"attention_bias": True}, "attention_bias=true"),
+        ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_type='yarn'"),
+        ({"hidden_act": "relu"}, "hidden_act='relu'"),
+    ],
+)
 def test_unsupported_configs_are_refused_by_name(tmp_path, fields, message, capsys):
     _write_config(tmp_path / "m", **fields)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -221,7 +233,13 @@ def test_from_hf_sets_architecture_and_tokenizer(ref, tmp_path):
     cfg = load_config(None, [f"model.from_hf={d}", "model.num_layers=7", "model.param_dtype=bfloat16"])
     m = cfg.model
     assert (m.num_layers, m.head_dim, m.num_kv_heads, m.activation, m.norm_offset, m.scale_embeddings) == (
-        2, 32, 1, "gelu_tanh", 1.0, True)
+        2,
+        32,
+        1,
+        "gelu_tanh",
+        1.0,
+        True,
+    )
     assert m.param_dtype == "bfloat16"  # dtypes stay the user's
     from starjax.tokenizer import load_run_tokenizer
 

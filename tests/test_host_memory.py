@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="malloc options are glibc's")
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="malloc options are glibc's"
+)
 
 # a 128 MB scratch buffer per call (sin and cumsum of a 64 MB array), a scalar result
 PROGRAM = """

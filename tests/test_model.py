@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_rules
 from flax import nnx
 
-from conftest import make_rules
 from starjax.model import layers
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import Transformer, count_params, create_model
@@ -126,8 +126,9 @@ def test_left_padded_cache_matches_each_prompt_alone(model_cfg, rules):
         np.testing.assert_allclose(jnp.stack([d[r] for d in decoded]), alone[0, len(p) :], **TOL)
 
 
-@pytest.mark.parametrize("bias, out_major, tie", [(False, False, True), (True, False, True), (True, True, True),
-                                                  (False, True, False)])
+@pytest.mark.parametrize(
+    "bias, out_major, tie", [(False, False, True), (True, False, True), (True, True, True), (False, True, False)]
+)
 def test_fused_inference_layout_equals_stored_layout(model_cfg, rules, bias, out_major, tie, monkeypatch):
     """Decoding's fused q/k/v and gate/up products, and its out-major weights (forced here for
     every weight; by default only large ones on the CPU), give the logits of the stored ones."""

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_star import ROOT, comparable, star_args, write_task
 
 from starjax.config import ConfigError, load_config
-from test_star import ROOT, comparable, star_args, write_task
 
 MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
 RUN = ["star.iterations=1", "pretrain.steps=40", *MESH]
@@ -30,15 +30,31 @@ def launch(d: Path, run_dir: Path, processes: int, *extra: str, per_process=None
     """`starjax star` as `processes` cooperating processes sharing 8 CPU devices."""
     port, procs = _port(), []
     for i in range(processes):
-        dist = [] if processes == 1 else [
-            "runtime.distributed.mode=explicit", f"runtime.distributed.coordinator_address=127.0.0.1:{port}",
-            f"runtime.distributed.num_processes={processes}", f"runtime.distributed.process_id={i}",
-            "runtime.distributed.heartbeat_timeout=5", "runtime.distributed.initialization_timeout=60"]
-        args = star_args(d, run_dir, *RUN, f"runtime.num_cpu_devices={8 // processes}", *dist, *extra,
-                         *((per_process or {}).get(i, [])))
-        procs.append(subprocess.Popen([sys.executable, "-m", "starjax.cli", "star", *args], cwd=ROOT,
-                                      env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+        dist = (
+            []
+            if processes == 1
+            else [
+                "runtime.distributed.mode=explicit",
+                f"runtime.distributed.coordinator_address=127.0.0.1:{port}",
+                f"runtime.distributed.num_processes={processes}",
+                f"runtime.distributed.process_id={i}",
+                "runtime.distributed.heartbeat_timeout=5",
+                "runtime.distributed.initialization_timeout=60",
+            ]
+        )
+        args = star_args(
+            d, run_dir, *RUN, f"runtime.num_cpu_devices={8 // processes}", *dist, *extra, *((per_process or {}).get(i, []))
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "starjax.cli", "star", *args],
+                cwd=ROOT,
+                env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -50,16 +66,16 @@ def finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[in
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
-            raise AssertionError("a process hung")
+            raise AssertionError("a process hung") from None
         out.append((p.returncode, err))
     return out
 
 
 def params(run_dir: Path) -> dict:
     """The run's iteration-1 policy, restored onto this test process's single device."""
+    from conftest import make_rules
     from flax import nnx
 
-    from conftest import make_rules
     from starjax.checkpoint import restore_params
     from starjax.tokenizer import Tokenizer
 
@@ -143,8 +159,15 @@ def test_distributed_settings_are_checked(monkeypatch):
     with pytest.raises(ConfigError, match="needs runtime.distributed.coordinator_address"):
         load_config(None, ["runtime.distributed.mode=explicit"])
     with pytest.raises(ConfigError, match=r"process_id=2 must be in \[0, num_processes=2\)"):
-        load_config(None, ["runtime.distributed.mode=explicit", "runtime.distributed.coordinator_address=h:1",
-                           "runtime.distributed.num_processes=2", "runtime.distributed.process_id=2"])
+        load_config(
+            None,
+            [
+                "runtime.distributed.mode=explicit",
+                "runtime.distributed.coordinator_address=h:1",
+                "runtime.distributed.num_processes=2",
+                "runtime.distributed.process_id=2",
+            ],
+        )
     with pytest.raises(ConfigError, match="must be off, auto or explicit"):
         load_config(None, ["runtime.distributed.mode=slurm"])
     from starjax.multihost import _env_args
@@ -153,8 +176,12 @@ def test_distributed_settings_are_checked(monkeypatch):
     monkeypatch.setenv("STARJAX_NUM_PROCESSES", "4")
     monkeypatch.setenv("STARJAX_PROCESS_ID", "3")
     monkeypatch.setenv("STARJAX_LOCAL_DEVICE_IDS", "0,1")
-    assert _env_args() == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3,
-                           "local_device_ids": [0, 1]}
+    assert _env_args() == {
+        "coordinator_address": "10.0.0.1:1234",
+        "num_processes": 4,
+        "process_id": 3,
+        "local_device_ids": [0, 1],
+    }
     monkeypatch.delenv("STARJAX_PROCESS_ID")
     with pytest.raises(ConfigError, match="STARJAX_PROCESS_ID"):
         _env_args()
@@ -162,9 +189,22 @@ def test_distributed_settings_are_checked(monkeypatch):
 
 def test_auto_mode_outside_a_cluster_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "STARJAX_"))}
-    p = subprocess.run([sys.executable, "-m", "starjax.cli", "info", str(ROOT / "configs" / "tiny.yaml"),
-                        "runtime.distributed.mode=auto", "runtime.distributed.initialization_timeout=5"],
-                       cwd=ROOT, env={**env, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "starjax.cli",
+            "info",
+            str(ROOT / "configs" / "tiny.yaml"),
+            "runtime.distributed.mode=auto",
+            "runtime.distributed.initialization_timeout=5",
+        ],
+        cwd=ROOT,
+        env={**env, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2
     err = [line for line in p.stderr.splitlines() if line.startswith("starjax:")]
     assert len(err) == 1 and "cannot join the distributed runtime" in err[0]
@@ -184,8 +224,28 @@ def test_launch_scripts_print_usage_and_fail_early_on_bad_arguments(script):
 
 
 def test_tpu_launcher_creates_installs_runs_on_every_worker_and_deletes():
-    p = subprocess.run(["bash", str(SCRIPTS / "launch_tpu_vm.sh"), "-t", "star", "-z", "us-central2-b", "-c", "-a", "v4-16",
-                        "-D", "-n", "--", "star", "configs/tiny.yaml", "seed=3"], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        [
+            "bash",
+            str(SCRIPTS / "launch_tpu_vm.sh"),
+            "-t",
+            "star",
+            "-z",
+            "us-central2-b",
+            "-c",
+            "-a",
+            "v4-16",
+            "-D",
+            "-n",
+            "--",
+            "star",
+            "configs/tiny.yaml",
+            "seed=3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr
     steps = p.stdout.splitlines()
     assert steps[0].startswith("gcloud compute tpus tpu-vm create star --zone us-central2-b --accelerator-type v4-16")
@@ -197,9 +257,27 @@ def test_tpu_launcher_creates_installs_runs_on_every_worker_and_deletes():
 
 def test_hosts_launcher_runs_a_real_two_process_job(tmp_path):
     """Two `local` hosts: the STARJAX_* variables bring both processes into one 8-device runtime."""
-    p = subprocess.run(["bash", str(SCRIPTS / "launch_hosts.sh"), "-H", "local,local", "-p", str(_port()), "-l",
-                        str(tmp_path), "--", "info", "configs/tiny.yaml", "runtime.num_cpu_devices=4"],
-                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    p = subprocess.run(
+        [
+            "bash",
+            str(SCRIPTS / "launch_hosts.sh"),
+            "-H",
+            "local,local",
+            "-p",
+            str(_port()),
+            "-l",
+            str(tmp_path),
+            "--",
+            "info",
+            "configs/tiny.yaml",
+            "runtime.num_cpu_devices=4",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     for i in (0, 1):
         log = (tmp_path / f"process-{i}.log").read_text()

@@ -6,15 +6,27 @@ from pathlib import Path
 import pytest
 
 from starjax.cli import main
-from starjax.star.report import table
 from starjax.star.reference import compare, load_reference, reference_of
+from starjax.star.report import table
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = [
-    {"iteration": 0, "test_accuracy": 0.5, "test_accuracy_by_difficulty": {"1": 1.0, "2": 0.0},
-     "seconds": {"evaluate": 1.0}, "compilations": {"sampler": 1, "train": 0}},
-    {"iteration": 1, "train_accuracy": 0.75, "kept": 3, "test_accuracy": 0.75, "test_accuracy_by_difficulty": {"1": 1.0, "2": 0.5},
-     "seconds": {"generate": 2.0}, "compilations": {"sampler": 2, "train": 1}},
+    {
+        "iteration": 0,
+        "test_accuracy": 0.5,
+        "test_accuracy_by_difficulty": {"1": 1.0, "2": 0.0},
+        "seconds": {"evaluate": 1.0},
+        "compilations": {"sampler": 1, "train": 0},
+    },
+    {
+        "iteration": 1,
+        "train_accuracy": 0.75,
+        "kept": 3,
+        "test_accuracy": 0.75,
+        "test_accuracy_by_difficulty": {"1": 1.0, "2": 0.5},
+        "seconds": {"generate": 2.0},
+        "compilations": {"sampler": 2, "train": 1},
+    },
 ]
 
 
@@ -28,13 +40,22 @@ def test_compare_says_yes_for_the_same_metrics_whatever_the_wall_times():
 def test_compare_names_the_first_difference():
     ref = reference_of(HISTORY, "README", 0)
     other = [HISTORY[0], {**HISTORY[1], "test_accuracy_by_difficulty": {"1": 1.0, "2": 0.25}}]
-    assert compare(other, 0, ref) == "matches README: no (iteration 1: test_accuracy_by_difficulty {1: 1, 2: 0.25}, README {1: 1, 2: 0.5})"
+    assert (
+        compare(other, 0, ref)
+        == "matches README: no (iteration 1: test_accuracy_by_difficulty {1: 1, 2: 0.25}, README {1: 1, 2: 0.5})"
+    )
     assert compare(HISTORY[:1], 0, ref) == "matches README: no (0 iterations here, 1 in README)"
     assert compare(HISTORY, 1, ref) == "matches README: no (README shows seed 0; this run is seed 1)"
 
 
-@pytest.mark.parametrize("text, message", [(None, "no such file"), ("{not json", "is not a JSON file"),
-                                           ('{"label": "README"}', 'needs "label", "seed" and "iterations"')])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "no such file"),
+        ("{not json", "is not a JSON file"),
+        ('{"label": "README"}', 'needs "label", "seed" and "iterations"'),
+    ],
+)
 def test_a_missing_or_malformed_reference_is_a_usage_error_before_any_compute(tmp_path, capsys, text, message):
     path = tmp_path / "ref.json"
     if text is not None:

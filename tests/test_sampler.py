@@ -7,16 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
-
 from conftest import SMALL_MODEL, make_rules
+from flax import nnx
+from test_tokenizer import scratchpad_texts
+
 from starjax.config import ConfigError, load_config
 from starjax.model import layers
 from starjax.model.transformer import create_model
 from starjax.sampling.engine import Sampler
 from starjax.sampling.strategies import SamplingSettings, choose_tokens, sample_categorical
 from starjax.tokenizer import train_tokenizer
-from test_tokenizer import scratchpad_texts
 
 PROMPTS = ["Input:\n1 2 + 3 4", "Input:\n9 9 9 + 1\nTarget:", "7", "Input:\n5 0 5 + 5 5 5\nTarget:\n<scratch>"]
 
@@ -29,9 +29,18 @@ def tok(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cfg():
     # A larger init std gives peaked logits, so greedy choices are not decided by rounding.
-    return load_config(None, [*SMALL_MODEL, "model.vocab_size=320", "model.init_std=0.3",
-                              "sampler.max_new_tokens=12", "sampler.batch_size=8", "sampler.progress=false",
-                              "sampler.prompt_buckets=[8,16,32]"])
+    return load_config(
+        None,
+        [
+            *SMALL_MODEL,
+            "model.vocab_size=320",
+            "model.init_std=0.3",
+            "sampler.max_new_tokens=12",
+            "sampler.batch_size=8",
+            "sampler.progress=false",
+            "sampler.prompt_buckets=[8,16,32]",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +196,9 @@ def test_sharded_greedy_equals_single_device(cfg, tok, out_major, monkeypatch):
 )
 def test_bad_settings_give_one_line_errors(sampler, settings, message):
     if "num_samples" in settings:
-        sampler8 = Sampler(nnx.merge(sampler.graphdef, sampler.params), sampler.tokenizer,
-                           dataclasses.replace(sampler.cfg, batch_size=8))
+        sampler8 = Sampler(
+            nnx.merge(sampler.graphdef, sampler.params), sampler.tokenizer, dataclasses.replace(sampler.cfg, batch_size=8)
+        )
         sampler8.data_parallel = 4  # as on a data x fsdp = 4 mesh
         sampler = sampler8
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")) as e:

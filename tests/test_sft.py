@@ -13,8 +13,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 from conftest import SMALL_MODEL, make_rules
+
 from starjax.checkpoint import TrainCheckpoints, restore_params
 from starjax.cli import main
 from starjax.config import load_config
@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from starjax.tokenizer import train_tokenizer
     from test_tokenizer import scratchpad_texts
+
+    from starjax.tokenizer import train_tokenizer
 
     d = tmp_path_factory.mktemp("sft")
     tok = train_tokenizer(scratchpad_texts(), d / "tok", vocab_size=320).source
@@ -36,18 +37,38 @@ def files(tmp_path_factory):
     for _ in range(200):
         a, b = rng.randint(0, 99), rng.randint(0, 99)
         lines.append(json.dumps({"q": f"{' '.join(str(a))} + {' '.join(str(b))} =", "a": " " + " ".join(str(a + b))}))
-    lines += ["not json", json.dumps({"q": "1 + 1 ="}), json.dumps({"q": "1 + 1 =", "a": "  "}),
-              json.dumps({"q": "1 " * 100, "a": "2"})]
+    lines += [
+        "not json",
+        json.dumps({"q": "1 + 1 ="}),
+        json.dumps({"q": "1 + 1 =", "a": "  "}),
+        json.dumps({"q": "1 " * 100, "a": "2"}),
+    ]
     (d / "data.jsonl").write_text("\n".join(lines) + "\n")
     return d, tok
 
 
 def args(files, run_dir, *extra):
     d, tok = files
-    return [str(ROOT / "configs" / "tiny.yaml"), f"tokenizer.path={tok}", "model.vocab_size=null", *SMALL_MODEL[1:],
-            f"data.train={d / 'data.jsonl'}", "data.prompt_field=q", "data.completion_field=a", f"run_dir={run_dir}",
-            "train.batch_size=8", "train.seq_len=48", "train.steps=12", "train.checkpoint_every=4",
-            "train.learning_rate=1e-3", "train.eval_every=6", "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", *extra]
+    return [
+        str(ROOT / "configs" / "tiny.yaml"),
+        f"tokenizer.path={tok}",
+        "model.vocab_size=null",
+        *SMALL_MODEL[1:],
+        f"data.train={d / 'data.jsonl'}",
+        "data.prompt_field=q",
+        "data.completion_field=a",
+        f"run_dir={run_dir}",
+        "train.batch_size=8",
+        "train.seq_len=48",
+        "train.steps=12",
+        "train.checkpoint_every=4",
+        "train.learning_rate=1e-3",
+        "train.eval_every=6",
+        "mesh.data=2",
+        "mesh.fsdp=2",
+        "mesh.tensor=2",
+        *extra,
+    ]
 
 
 def metrics(run_dir):
@@ -75,9 +96,19 @@ def test_sft_end_to_end(files, tmp_path, capsys):
 
 
 def sft_process(files, run_dir):
-    return subprocess.Popen([sys.executable, "-m", "starjax.cli", "sft", *args(files, run_dir, "runtime.num_cpu_devices=8",
-                             "train.checkpoint_every=2", "train.steps=16")],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "starjax.cli",
+            "sft",
+            *args(files, run_dir, "runtime.num_cpu_devices=8", "train.checkpoint_every=2", "train.steps=16"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def final_params(run_dir):
@@ -122,8 +153,10 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path):
     for step, state in states.items():
         ckpts.save(step, state, {"step": step})
     ckpts.wait()
-    files = sorted((p for p in (tmp_path / "ck" / "2").rglob("*") if p.is_file() and p.stat().st_size > 1000),
-                   key=lambda p: -p.stat().st_size)
+    files = sorted(
+        (p for p in (tmp_path / "ck" / "2").rglob("*") if p.is_file() and p.stat().st_size > 1000),
+        key=lambda p: -p.stat().st_size,
+    )
     with open(files[0], "r+b") as f:
         f.truncate(files[0].stat().st_size // 3)
     with warnings.catch_warnings(record=True) as caught:
@@ -150,8 +183,22 @@ def test_train_state_restores_onto_another_mesh(tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(files, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["sft", *args(files, run, "train.learning_rate=1e30", "train.grad_clip=1e30", "train.warmup_steps=0",
-                                "train.checkpoint_every=1")]) == 2
+    assert (
+        main(
+            [
+                "sft",
+                *args(
+                    files,
+                    run,
+                    "train.learning_rate=1e30",
+                    "train.grad_clip=1e30",
+                    "train.warmup_steps=0",
+                    "train.checkpoint_every=1",
+                ),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("starjax: error: sft loss is ") and "last good checkpoint" in err
     bad_step = int(err.split("at step ")[1].split(";")[0])
@@ -184,13 +231,16 @@ def test_tfds_dataset_as_training_data(files, tmp_path, capsys):
     assert len(metrics(run)) == 3
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["data.train=null"], "needs data: set data.train"),
-    (["data.train=/nope.jsonl"], "data file '/nope.jsonl' not found"),
-    (["data.train=tfds:no_such_dataset"], "TFDS dataset 'no_such_dataset' not found"),
-    (["train.batch_size=4096"], "fewer than train.batch_size=4096"),
-    (["train.init_from=/nope"], "checkpoint '/nope' not found"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["data.train=null"], "needs data: set data.train"),
+        (["data.train=/nope.jsonl"], "data file '/nope.jsonl' not found"),
+        (["data.train=tfds:no_such_dataset"], "TFDS dataset 'no_such_dataset' not found"),
+        (["train.batch_size=4096"], "fewer than train.batch_size=4096"),
+        (["train.init_from=/nope"], "checkpoint '/nope' not found"),
+    ],
+)
 def test_sft_usage_errors(files, tmp_path, capsys, extra, message):
     assert main(["sft", *args(files, tmp_path / "run", *extra)]) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_rules
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from conftest import make_rules
 from starjax.config import ConfigError, MeshConfig, RuntimeConfig
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import create_model

@@ -14,16 +14,17 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-
 from conftest import SMALL_MODEL
+
 from starjax.cli import main
 from starjax.config import load_config, to_yaml
+from starjax.star import reference, report
 from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k, solved, solves
 from starjax.star.loop import fill_batch, reached, train_steps
-from starjax.star import reference, report
 from starjax.star.predict import predict
 from starjax.star.setup import config_changes
-from starjax.tasks.addition import Addition, make_problem as addition_problem
+from starjax.tasks.addition import Addition
+from starjax.tasks.addition import make_problem as addition_problem
 from starjax.tasks.base import Continuation, Problem, Task
 from starjax.tasks.verifiers import exact, numeric
 
@@ -36,31 +37,57 @@ def write_task(d: Path, n_train=48, n_test=16, bad_rows=True) -> Path:
 
     def row():
         words = [rng.choice(WORDS) for _ in range(3)]
-        return {"question": " ".join(words), "answer": words[-1], "rationale": f"The last word is {words[-1]}.",
-                "difficulty": "easy" if words[0] == words[-1] else "hard"}
+        return {
+            "question": " ".join(words),
+            "answer": words[-1],
+            "rationale": f"The last word is {words[-1]}.",
+            "difficulty": "easy" if words[0] == words[-1] else "hard",
+        }
 
     train = [json.dumps(row()) for _ in range(n_train)]
     if bad_rows:
-        train += ["{not json", json.dumps({"question": "a b c"}), json.dumps({"question": "x", "answer": ""}),
-                  json.dumps({"question": "w " * 200, "answer": "w"})]
+        train += [
+            "{not json",
+            json.dumps({"question": "a b c"}),
+            json.dumps({"question": "x", "answer": ""}),
+            json.dumps({"question": "w " * 200, "answer": "w"}),
+        ]
     (d / "train.jsonl").write_text("\n".join(train) + "\n")
     (d / "test.jsonl").write_text("\n".join(json.dumps(row()) for _ in range(n_test)) + "\n")
     return d
 
 
 def star_args(d: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [str(ROOT / "configs" / "tiny.yaml"), *SMALL_MODEL, "model.vocab_size=null", f"run_dir={run_dir}",
-            "task.name=jsonl", f"task.jsonl.train={d / 'train.jsonl'}", f"task.jsonl.test={d / 'test.jsonl'}",
-            "pretrain.steps=80", "pretrain.learning_rate=1e-2", "train.batch_size=8", "train.seq_len=64",
-            "train.checkpoint_every=2", "train.learning_rate=1e-3", "sampler.batch_size=16",
-            "sampler.max_new_tokens=24", "sampler.prompt_buckets=[32]", "sampler.progress=false",
-            "star.iterations=2", "star.first_steps=4", *extra]
+    return [
+        str(ROOT / "configs" / "tiny.yaml"),
+        *SMALL_MODEL,
+        "model.vocab_size=null",
+        f"run_dir={run_dir}",
+        "task.name=jsonl",
+        f"task.jsonl.train={d / 'train.jsonl'}",
+        f"task.jsonl.test={d / 'test.jsonl'}",
+        "pretrain.steps=80",
+        "pretrain.learning_rate=1e-2",
+        "train.batch_size=8",
+        "train.seq_len=64",
+        "train.checkpoint_every=2",
+        "train.learning_rate=1e-3",
+        "sampler.batch_size=16",
+        "sampler.max_new_tokens=24",
+        "sampler.prompt_buckets=[32]",
+        "sampler.progress=false",
+        "star.iterations=2",
+        "star.first_steps=4",
+        *extra,
+    ]
 
 
 def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
     task = Task(exact)
     p = Problem("q1", "what?", "42")
-    row = [Attempt("q1", "", True, text, "42", ok) for text, ok in [("a", True), ("a", True), ("b", False), ("c", True), ("d", True)]]
+    row = [
+        Attempt("q1", "", True, text, "42", ok) for text, ok in [("a", True), ("a", True), ("b", False), ("c", True), ("d", True)]
+    ]
     kept = keep(task, [p], [row], cap=2, dedupe=True)
     assert [r["completion"] for r in kept] == ["a", "c"]
     assert all(r["rationalized"] and "Hint" not in r["prompt"] and r["prompt"] == task.prompt(p) for r in kept)
@@ -68,14 +95,20 @@ def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
     row = [Attempt("q1", "", False, text, "42", True, steps) for text, steps in [("a", False), ("b", True)]]
     assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True)] == ["a", "b"]
     assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, verify_steps=True)] == ["b"]
-    row = [Attempt("q1", "", False, text, "42", ok) for text, ok in [("x", True), ("y", True), ("z", False), ("y", True),
-                                                                       ("z", False), ("z", False)]]
+    row = [
+        Attempt("q1", "", False, text, "42", ok)
+        for text, ok in [("x", True), ("y", True), ("z", False), ("y", True), ("z", False), ("z", False)]
+    ]
     assert [r["completion"] for r in keep(task, [p], [row], cap=1, dedupe=True)] == ["x"]
     # the rationale drawn twice goes first; a wrong one drawn more often never counts
     assert [r["completion"] for r in keep(task, [p], [row], cap=1, dedupe=True, prefer_frequent=True)] == ["y"]
     assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, prefer_frequent=True)] == ["y", "x"]
-    merged = merge_kept([{"id": "q1", "completion": "a"}, {"id": "q2", "completion": "z"}],
-                        [{"id": "q1", "completion": "c"}, {"id": "q1", "completion": "a"}], cap=2, dedupe=True)
+    merged = merge_kept(
+        [{"id": "q1", "completion": "a"}, {"id": "q2", "completion": "z"}],
+        [{"id": "q1", "completion": "c"}, {"id": "q1", "completion": "a"}],
+        cap=2,
+        dedupe=True,
+    )
     assert [(r["id"], r["completion"]) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
 
 
@@ -89,7 +122,11 @@ def test_kept_records_hold_the_bare_question_unless_told_otherwise():
         assert bare["prompt"] == "Question: Where is Paris?\nAnswer:\n"
         assert "Rome" not in bare["prompt"] and "Hint" not in bare["prompt"]
         (few,) = keep(task, [p], [row], cap=1, dedupe=True, few_shot_prompt=True)
-        assert few["prompt"] == task.prompt(p) and few["prompt"].startswith("Question: Where is Rome?") and "Hint" not in few["prompt"]
+        assert (
+            few["prompt"] == task.prompt(p)
+            and few["prompt"].startswith("Question: Where is Rome?")
+            and "Hint" not in few["prompt"]
+        )
 
 
 def test_verify_steps_solves_a_question_only_through_sound_steps():
@@ -115,7 +152,7 @@ def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
 
 
 def test_a_completion_cut_at_max_new_tokens_is_never_correct_nor_kept():
-    """"The answer is 7", cut from "72" by max_new_tokens, must not pass for gold 7; a completion
+    """ "The answer is 7", cut from "72" by max_new_tokens, must not pass for gold 7; a completion
     the task trims before the cut (the answer ended, the model ran on) is complete."""
     task = Task(exact)
     p = Problem("q", "?", "7")
@@ -154,9 +191,11 @@ def test_the_prediction_sits_beside_the_measured_pass_at_1_of_the_same_policy():
     table shows both on row n, away from greedy test accuracy."""
     from starjax.star.report import table
 
-    history = [{"iteration": 0, "test_accuracy": 0.5},
-               {"iteration": 1, "test_accuracy": 0.6, "sample_accuracy": 0.25, "predicted_accuracy": 0.4},
-               {"iteration": 2, "test_accuracy": 0.7, "sample_accuracy": 0.375, "predicted_accuracy": 0.45}]
+    history = [
+        {"iteration": 0, "test_accuracy": 0.5},
+        {"iteration": 1, "test_accuracy": 0.6, "sample_accuracy": 0.25, "predicted_accuracy": 0.4},
+        {"iteration": 2, "test_accuracy": 0.7, "sample_accuracy": 0.375, "predicted_accuracy": 0.45},
+    ]
     head, _, *rows = table(history).splitlines()
     cells = dict(zip(head.split()[-2:], zip(*(row.split()[-2:] for row in rows))))
     assert cells == {"pass@1": ("0.250", "0.375", "-"), "predicted": ("-", "0.400", "0.450")}
@@ -231,8 +270,17 @@ def test_config_changes_ignore_the_iteration_count():
 def finished_run(tmp_path_factory):
     d = write_task(tmp_path_factory.mktemp("star_task"))
     run = d / "run"
-    assert main(["star", *star_args(d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4",
-                                   "star.eval_temperature=1.0")]) == 0
+    assert (
+        main(
+            [
+                "star",
+                *star_args(
+                    d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4", "star.eval_temperature=1.0"
+                ),
+            ]
+        )
+        == 0
+    )
     return d, run
 
 
@@ -241,13 +289,28 @@ def test_star_end_to_end_writes_the_run_directory(finished_run, capsys):
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in history] == [0, 1, 2]
     for r in history[1:]:
-        for key in ("train_accuracy", "rationalized", "kept", "truncated", "test_accuracy", "test_truncated",
-                    "test_accuracy_by_difficulty",
-                    "train_steps", "seconds", "compilations", "pass_at_k", "majority_accuracy"):
+        for key in (
+            "train_accuracy",
+            "rationalized",
+            "kept",
+            "truncated",
+            "test_accuracy",
+            "test_truncated",
+            "test_accuracy_by_difficulty",
+            "train_steps",
+            "seconds",
+            "compilations",
+            "pass_at_k",
+            "majority_accuracy",
+        ):
             assert key in r, key
         assert set(r["seconds"]) == {"generate", "rationalize", "train", "evaluate"}
-    assert history[0]["skipped"] == {"unparsable JSON": 1, "missing answer": 1, "empty answer": 1,
-                                     "prompt longer than the largest sampler bucket": 1}
+    assert history[0]["skipped"] == {
+        "unparsable JSON": 1,
+        "missing answer": 1,
+        "empty answer": 1,
+        "prompt longer than the largest sampler bucket": 1,
+    }
     assert set(history[1]["test_accuracy_by_difficulty"]) <= {"easy", "hard"}
     assert history[1]["train_steps"] == 4 and history[2]["train_steps"] == 5
     assert history[1]["kept"] > 0, "the pre-trained model should solve some questions"
@@ -262,8 +325,17 @@ def test_star_end_to_end_writes_the_run_directory(finished_run, capsys):
 def test_rerunning_a_finished_run_changes_nothing(finished_run, capsys):
     d, run = finished_run
     before = (run / "metrics.jsonl").read_text()
-    assert main(["star", *star_args(d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4",
-                                   "star.eval_temperature=1.0")]) == 0
+    assert (
+        main(
+            [
+                "star",
+                *star_args(
+                    d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4", "star.eval_temperature=1.0"
+                ),
+            ]
+        )
+        == 0
+    )
     assert (run / "metrics.jsonl").read_text() == before
 
 
@@ -274,21 +346,27 @@ def test_a_different_config_refuses_to_resume_unless_told(finished_run, capsys):
     assert "holds a run with a different config" in err and "--allow-config-change" in err
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["task.name=additon"], "did you mean 'addition'"),
-    (["task.jsonl.verifier=nope"], "unknown verifier 'nope'"),
-    (["task.jsonl.verifier=no_such_module:f"], "cannot import verifier"),
-    (["star.temprature=1"], "did you mean star.temperature"),
-    (["star.num_samples=4"], "set a temperature"),
-    (["star.verify_steps=true"], "checks answers only"),
-    (["star.temperature=1", "star.num_samples=32"], "star.num_samples=32 exceeds sampler.batch_size=16"),
-    (["star.temperature=1", "star.num_samples=4"], "4 prompts per call, not a multiple of the mesh's data x fsdp = 8"),
-    (["star.rationalize_samples=32"], "star.rationalize_samples=32 exceeds sampler.batch_size=16"),
-    (["star.eval_samples=32", "star.eval_temperature=1.0"], "star.eval_samples=32 exceeds"),
-    (["star.eval_samples=4", "star.eval_temperature=0"], "set star.eval_temperature"),
-    (["star.train_prompt=fewshot"], "star.train_prompt='fewshot'"),
-    (["mesh.data=2", "mesh.fsdp=1", "mesh.tensor=4", "sampler.batch_size=5"], "with star.num_samples=1 gives 5 prompts per call"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["task.name=additon"], "did you mean 'addition'"),
+        (["task.jsonl.verifier=nope"], "unknown verifier 'nope'"),
+        (["task.jsonl.verifier=no_such_module:f"], "cannot import verifier"),
+        (["star.temprature=1"], "did you mean star.temperature"),
+        (["star.num_samples=4"], "set a temperature"),
+        (["star.verify_steps=true"], "checks answers only"),
+        (["star.temperature=1", "star.num_samples=32"], "star.num_samples=32 exceeds sampler.batch_size=16"),
+        (["star.temperature=1", "star.num_samples=4"], "4 prompts per call, not a multiple of the mesh's data x fsdp = 8"),
+        (["star.rationalize_samples=32"], "star.rationalize_samples=32 exceeds sampler.batch_size=16"),
+        (["star.eval_samples=32", "star.eval_temperature=1.0"], "star.eval_samples=32 exceeds"),
+        (["star.eval_samples=4", "star.eval_temperature=0"], "set star.eval_temperature"),
+        (["star.train_prompt=fewshot"], "star.train_prompt='fewshot'"),
+        (
+            ["mesh.data=2", "mesh.fsdp=1", "mesh.tensor=4", "sampler.batch_size=5"],
+            "with star.num_samples=1 gives 5 prompts per call",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_before_any_compute(tmp_path, capsys, extra, message):
     d = write_task(tmp_path)
     assert main(["star", *star_args(d, tmp_path / "run", *extra)]) == 2
@@ -302,7 +380,8 @@ def test_a_run_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "taken").write_text("precious")
     assert main(["star", *star_args(d, tmp_path / "taken")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"starjax: error: run_dir={tmp_path / 'taken'} is a file, not a directory; give another run_dir")
+        f"starjax: error: run_dir={tmp_path / 'taken'} is a file, not a directory; give another run_dir"
+    )
     assert (tmp_path / "taken").read_text() == "precious"
 
 
@@ -318,16 +397,20 @@ def test_a_base_trained_with_another_tokenizer_is_refused(finished_run, tmp_path
 
 def test_an_iteration_that_keeps_nothing_logs_it_and_continues(tmp_path, capsys):
     d = write_task(tmp_path, bad_rows=False)
-    assert main(["star", *star_args(d, tmp_path / "run", "pretrain.steps=0", "star.iterations=1",
-                                   "star.rationalize=false")]) == 0
+    assert main(["star", *star_args(d, tmp_path / "run", "pretrain.steps=0", "star.iterations=1", "star.rationalize=false")]) == 0
     assert "kept nothing to train on" in capsys.readouterr().err
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["kept"] == 0 and last["train_steps"] == 0
 
 
 def star_process(d: Path, run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "starjax.cli", "star", *star_args(d, run_dir, "runtime.num_cpu_devices=2",
-                             "mesh.data=2")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "starjax.cli", "star", *star_args(d, run_dir, "runtime.num_cpu_devices=2", "mesh.data=2")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_when(p, ready, what: str) -> None:
@@ -379,8 +462,21 @@ def test_predictions_from_step_checks_follow_the_theory():
 
 def test_diagnose_prints_the_prediction_for_a_finished_run(finished_run, capsys):
     d, run = finished_run
-    assert main(["diagnose", *star_args(d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4",
-                                       "star.eval_temperature=1.0"), "--samples", "2", "--steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                *star_args(
+                    d, run, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "star.eval_samples=4", "star.eval_temperature=1.0"
+                ),
+                "--samples",
+                "2",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "sampled accuracy:" in out and "predicted accuracy by iteration: 0:" in out
     assert "effective d (assumes M=1000, T=2" in out
@@ -393,10 +489,23 @@ def test_warm_start_trains_on_gold_targets_first_and_a_restart_reuses_it(tmp_pat
     from starjax.star.base_model import base_model
     from starjax.star.setup import prepare
 
-    cfg = load_config(None, [*SMALL_MODEL, "model.vocab_size=null", f"run_dir={tmp_path / 'run'}",
-                             f"task.data_dir={tmp_path / 'tfds'}", "task.name=zip_chain", "task.zip_chain.bits=2",
-                             "task.zip_chain.seed_per_question=2", "pretrain.warm_steps=3", "pretrain.steps=2",
-                             "train.batch_size=8", "train.seq_len=64", "sampler.prompt_buckets=[32]"])
+    cfg = load_config(
+        None,
+        [
+            *SMALL_MODEL,
+            "model.vocab_size=null",
+            f"run_dir={tmp_path / 'run'}",
+            f"task.data_dir={tmp_path / 'tfds'}",
+            "task.name=zip_chain",
+            "task.zip_chain.bits=2",
+            "task.zip_chain.seed_per_question=2",
+            "pretrain.warm_steps=3",
+            "pretrain.steps=2",
+            "train.batch_size=8",
+            "train.seq_len=64",
+            "sampler.prompt_buckets=[32]",
+        ],
+    )
     setup = prepare(cfg, allow_config_change=False)
     rules = runtime.start(cfg)
     logs: list[str] = []

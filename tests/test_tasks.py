@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from starjax.config import TASKS, ConfigError, load_config
-from starjax.tasks import synthetic, zip_chain as zc
-from starjax.tasks.addition import Addition, make_problem as addition_problem
+from starjax.tasks import synthetic
+from starjax.tasks import zip_chain as zc
+from starjax.tasks.addition import Addition
+from starjax.tasks.addition import make_problem as addition_problem
 from starjax.tasks.base import Continuation, Problem
 from starjax.tasks.registry import BUILDERS, make_task
 from starjax.theory.rlstar import accuracy
@@ -29,12 +31,14 @@ def last_word_verifier(predicted, gold):
 
 # ---- addition -------------------------------------------------------------------------------
 
+
 def test_addition_scratchpad_matches_the_star_example(tmp_path):
     task = Addition(config(tmp_path).task.addition, str(tmp_path), 0)
     p = addition_problem("x", 964, 494)
     assert task.prompt(p) == "Input:\n9 6 4 + 4 9 4\nTarget:\n"
-    assert task.target(p) == ("<scratch>\n9 6 4 + 4 9 4 , C: 0\n6 + 9 , 8 C: 0\n9 + 4 , 5 8 C: 1\n"
-                              ", 4 5 8 C: 1\n1 4 5 8\n</scratch>\n1 4 5 8")
+    assert task.target(p) == (
+        "<scratch>\n9 6 4 + 4 9 4 , C: 0\n6 + 9 , 8 C: 0\n9 + 4 , 5 8 C: 1\n, 4 5 8 C: 1\n1 4 5 8\n</scratch>\n1 4 5 8"
+    )
     assert task.prompt(p, hint=True) == "Input:\n9 6 4 + 4 9 4\nHint: 1 4 5 8\nTarget:\n"
 
 
@@ -55,7 +59,9 @@ def test_addition_step_checks(tmp_path):
 def test_synthetic_builder_is_deterministic_and_cached(tmp_path, monkeypatch):
     prepared = []  # splits written to disk by a builder
     original = synthetic._Synthetic._generate_examples
-    monkeypatch.setattr(synthetic._Synthetic, "_generate_examples", lambda self, split: prepared.append(split) or original(self, split))
+    monkeypatch.setattr(
+        synthetic._Synthetic, "_generate_examples", lambda self, split: prepared.append(split) or original(self, split)
+    )
     small = ["task.addition.train_size=30", "task.addition.test_size=10"]
     first = make_task(config(tmp_path, *small)).load()
     assert sorted(prepared) == ["test", "train"]
@@ -88,10 +94,16 @@ def test_a_cache_written_by_other_generator_code_is_never_read(tmp_path, monkeyp
 # generator change that alters its output must bump that builder's VERSION (and RELEASE_NOTES),
 # then record the new version and hash here.
 BUILDER_OUTPUT = {
-    "addition": ("1.1.0", dict(seed=0, min_digits=1, max_digits=5, train_size=1000, test_size=200),
-                 "892c5cfc428d54a75f92a52f528c52e56bd040823ecbb4b98057474d77f0e669"),
-    "zip_chain": ("1.1.0", dict(bits=3, test_fraction=0.25, seed=0),
-                  "ec233205c75b26241def31bac84b2a1817ef442d66815696f3efafc85da7dc64"),
+    "addition": (
+        "1.1.0",
+        dict(seed=0, min_digits=1, max_digits=5, train_size=1000, test_size=200),
+        "892c5cfc428d54a75f92a52f528c52e56bd040823ecbb4b98057474d77f0e669",
+    ),
+    "zip_chain": (
+        "1.1.0",
+        dict(bits=3, test_fraction=0.25, seed=0),
+        "ec233205c75b26241def31bac84b2a1817ef442d66815696f3efafc85da7dc64",
+    ),
 }
 
 
@@ -108,12 +120,14 @@ def test_builder_output_matches_its_version(task):
 
 
 def test_addition_test_never_overlaps_train(tmp_path):
-    s = make_task(config(tmp_path, "task.addition.max_digits=2", "task.addition.train_size=300",
-                         "task.addition.test_size=100")).load()
+    s = make_task(
+        config(tmp_path, "task.addition.max_digits=2", "task.addition.train_size=300", "task.addition.test_size=100")
+    ).load()
     assert not {p.question for p in s.train} & {p.question for p in s.test}
     assert len({p.question for p in s.train}) == 300
-    every = make_task(config(tmp_path, "task.addition.max_digits=1", "task.addition.train_size=80",
-                             "task.addition.test_size=20")).load()  # all 100 one-digit problems
+    every = make_task(
+        config(tmp_path, "task.addition.max_digits=1", "task.addition.train_size=80", "task.addition.test_size=20")
+    ).load()  # all 100 one-digit problems
     assert len({p.question for p in every.train} | {p.question for p in every.test}) == 100
     with pytest.raises(ConfigError, match="give only 100 distinct problems"):
         config(tmp_path, "task.addition.max_digits=1", "task.addition.train_size=90", "task.addition.test_size=20")
@@ -156,25 +170,28 @@ P = zc.make_problem("101", "011")
 OTHER = ("110", "000")  # another pair, whose states a wrong step can jump to
 
 
-@pytest.mark.parametrize("lines, checks", [
-    (EXAMPLE[1:], [True, True, True]),
-    # a wrong step 2 onto another pair's level-2 state, then a correct step from there
-    ([EXAMPLE[1], zc.level_state(*OTHER, 2), zc.level_state(*OTHER, 3)], [True, False, True]),
-    # a wrong step 2, then step 3 follows the original pair: wrong relative to the generated state
-    ([EXAMPLE[1], zc.level_state(*OTHER, 2), EXAMPLE[3]], [True, False, False]),
-    # two wrong steps that land back on the right answer
-    ([zc.level_state(*OTHER, 1), EXAMPLE[2], EXAMPLE[3]], [False, False, True]),
-    # a malformed state: it and every later step are wrong, even a later "correct" line
-    ([EXAMPLE[1], "x1.0y01", EXAMPLE[3]], [True, False, False]),
-    ([EXAMPLE[1], "garbage", EXAMPLE[3]], [True, False, False]),
-    # a state at the wrong level (step 1 skips ahead) is malformed
-    ([EXAMPLE[2], EXAMPLE[3]], [False, False, False]),
-    # missing states
-    ([EXAMPLE[1]], [True, False, False]),
-    ([], [False, False, False]),
-    # a line after the T-th is not a step
-    (EXAMPLE[1:] + ["x.y00.00.00"], [True, True, True]),
-])
+@pytest.mark.parametrize(
+    "lines, checks",
+    [
+        (EXAMPLE[1:], [True, True, True]),
+        # a wrong step 2 onto another pair's level-2 state, then a correct step from there
+        ([EXAMPLE[1], zc.level_state(*OTHER, 2), zc.level_state(*OTHER, 3)], [True, False, True]),
+        # a wrong step 2, then step 3 follows the original pair: wrong relative to the generated state
+        ([EXAMPLE[1], zc.level_state(*OTHER, 2), EXAMPLE[3]], [True, False, False]),
+        # two wrong steps that land back on the right answer
+        ([zc.level_state(*OTHER, 1), EXAMPLE[2], EXAMPLE[3]], [False, False, True]),
+        # a malformed state: it and every later step are wrong, even a later "correct" line
+        ([EXAMPLE[1], "x1.0y01", EXAMPLE[3]], [True, False, False]),
+        ([EXAMPLE[1], "garbage", EXAMPLE[3]], [True, False, False]),
+        # a state at the wrong level (step 1 skips ahead) is malformed
+        ([EXAMPLE[2], EXAMPLE[3]], [False, False, False]),
+        # missing states
+        ([EXAMPLE[1]], [True, False, False]),
+        ([], [False, False, False]),
+        # a line after the T-th is not a step
+        (EXAMPLE[1:] + ["x.y00.00.00"], [True, True, True]),
+    ],
+)
 def test_step_checks(lines, checks):
     assert zc.step_checks(P, "\n".join(lines), 3) == checks
 
@@ -202,21 +219,28 @@ def test_estimate_deltas_inverts_alpha():
 
 # ---- zip_chain: splits and seed data ----------------------------------------------------------
 
+
 def test_zip_chain_splits(tmp_path):
     s = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=2")).load()
     assert sorted(p.id for p in s.train) == sorted(f"{a}.{b}" for a, b in zc.pairs_of(2)) == sorted(p.id for p in s.test)
     held = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=2", "task.zip_chain.test_fraction=0.25")).load()
     train, test = {p.id for p in held.train}, {p.id for p in held.test}
     assert len(test) == 4 and not train & test and len(train | test) == 16
-    again = make_task(config(tmp_path / "again", "task.name=zip_chain", "task.zip_chain.bits=2",
-                             "task.zip_chain.test_fraction=0.25")).load()
+    again = make_task(
+        config(tmp_path / "again", "task.name=zip_chain", "task.zip_chain.bits=2", "task.zip_chain.test_fraction=0.25")
+    ).load()
     assert {p.id for p in again.test} == test
 
 
 def test_seed_data_follows_the_noisy_kernel(tmp_path):
     deltas = [0.3, 0.6]
-    cfg = config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=2", f"task.zip_chain.seed_delta={deltas}",
-                 "task.zip_chain.seed_per_question=200")
+    cfg = config(
+        tmp_path,
+        "task.name=zip_chain",
+        "task.zip_chain.bits=2",
+        f"task.zip_chain.seed_delta={deltas}",
+        "task.zip_chain.seed_per_question=200",
+    )
     task = make_task(cfg)
     splits = task.load()
     records = task.seed_records(splits)
@@ -236,8 +260,16 @@ def test_seed_data_follows_the_noisy_kernel(tmp_path):
     assert zc.estimate_deltas(checks, M) == pytest.approx(deltas, abs=0.04)
     assert abs(sum(final) / n - accuracy(deltas, M)) < 0.03
     assert 0 < zc.wrong_intermediate_share(checks, final) < 1  # deliberately has lucky wrong chains
-    other = make_task(config(tmp_path, "seed=1", "task.name=zip_chain", "task.zip_chain.bits=2",
-                             f"task.zip_chain.seed_delta={deltas}", "task.zip_chain.seed_per_question=200"))
+    other = make_task(
+        config(
+            tmp_path,
+            "seed=1",
+            "task.name=zip_chain",
+            "task.zip_chain.bits=2",
+            f"task.zip_chain.seed_delta={deltas}",
+            "task.zip_chain.seed_per_question=200",
+        )
+    )
     assert other.seed_records(other.load()) != records
 
 
@@ -250,7 +282,11 @@ class _KernelSampler:
 
     def generate(self, prompts, seed, temperature, num_samples):
         self.prompts += prompts
-        row = lambda p: [types.SimpleNamespace(text=zc.step(p.split("\n")[1], self.bits) + "\nx.y00", finish="stop")] * num_samples  # noqa: E731
+
+        def row(p):
+            text = zc.step(p.split("\n")[1], self.bits) + "\nx.y00"
+            return [types.SimpleNamespace(text=text, finish="stop")] * num_samples
+
         return [row(p) for p in prompts]
 
 
@@ -267,10 +303,12 @@ def test_markov_zip_chain_asks_one_step_at_a_time_and_trains_on_single_steps(tmp
     states = [problems[0].question, *rows[0][0].text.split("\n")]
     assert [(r["prompt"], r["completion"]) for r in steps] == [(task.step_prompt(a), b) for a, b in zip(states, states[1:])]
     broken = _KernelSampler(3)
-    broken.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0", finish="stop")]] * len(prompts)  # noqa: E731
-    assert task.complete(broken, [task.prompt(problems[0])], 0, 1.0, 1) == [[Continuation("x1.1y0")]]  # a malformed state ends the chain
+    broken.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0", finish="stop")]] * len(prompts)
+    assert task.complete(broken, [task.prompt(problems[0])], 0, 1.0, 1) == [
+        [Continuation("x1.1y0")]
+    ]  # a malformed state ends the chain
     cut = _KernelSampler(3)
-    cut.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0", finish="length")]] * len(prompts)  # noqa: E731
+    cut.generate = lambda prompts, *a, **k: [[types.SimpleNamespace(text="x1.1y0", finish="length")]] * len(prompts)
     assert task.complete(cut, [task.prompt(problems[0])], 0, 1.0, 1)[0][0].truncated  # its state line never ended
     whole = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=3"))
     assert whole.training_records(steps) == steps
@@ -278,8 +316,15 @@ def test_markov_zip_chain_asks_one_step_at_a_time_and_trains_on_single_steps(tmp
 
 
 def test_seed_delta_one_means_gold_trajectories(tmp_path):
-    task = make_task(config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=2", "task.zip_chain.seed_delta=[1.0]",
-                            "task.zip_chain.seed_per_question=2"))
+    task = make_task(
+        config(
+            tmp_path,
+            "task.name=zip_chain",
+            "task.zip_chain.bits=2",
+            "task.zip_chain.seed_delta=[1.0]",
+            "task.zip_chain.seed_per_question=2",
+        )
+    )
     splits = task.load()
     gold = {task.prompt(p): task.target(p) for p in splits.train}
     assert all(r["completion"] == gold[r["prompt"]] for r in task.seed_records(splits))
@@ -287,13 +332,21 @@ def test_seed_delta_one_means_gold_trajectories(tmp_path):
 
 # ---- jsonl -----------------------------------------------------------------------------------
 
+
 def write_lines(path, lines):
     path.write_bytes(b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n")
     return path
 
 
-GOOD = [{"question": f"What is {i} + {i}?", "answer": str(2 * i), "rationale": f"{i} + {i} = {2 * i}.",
-         "difficulty": "easy" if i < 50 else "hard"} for i in range(100)]
+GOOD = [
+    {
+        "question": f"What is {i} + {i}?",
+        "answer": str(2 * i),
+        "rationale": f"{i} + {i} = {2 * i}.",
+        "difficulty": "easy" if i < 50 else "hard",
+    }
+    for i in range(100)
+]
 
 
 def test_jsonl_skips_and_counts_malformed_rows(tmp_path):
@@ -314,8 +367,15 @@ def test_jsonl_skips_and_counts_malformed_rows(tmp_path):
     train = write_lines(tmp_path / "train.jsonl", rows)
     test = write_lines(tmp_path / "test.jsonl", [json.dumps(GOOD[5]), '{"question": "q"}'])
     s = make_task(config(tmp_path, "task.name=jsonl", f"task.jsonl.train={train}", f"task.jsonl.test={test}")).load()
-    assert s.skipped == {"unparsable JSON": 2, "not an object": 1, "missing question": 2, "missing answer": 1,
-                         "non-string answer": 2, "empty answer": 1, "non-string rationale": 1}
+    assert s.skipped == {
+        "unparsable JSON": 2,
+        "not an object": 1,
+        "missing question": 2,
+        "missing answer": 1,
+        "non-string answer": 2,
+        "empty answer": 1,
+        "non-string rationale": 1,
+    }
     assert [p.answer for p in s.train] == ["0", "2", "4", "6", "8", "42", "7"]
     assert s.train[-1] == Problem("train-17", "no rationale", "7", "2", None)
     assert [p.question for p in s.test] == [GOOD[5]["question"]]
@@ -335,25 +395,43 @@ def test_jsonl_held_out_split_is_stable_and_disjoint(tmp_path):
 
 def test_jsonl_gold_round_trip_few_shot_and_custom_verifier(tmp_path):
     path = write_lines(tmp_path / "all.jsonl", [json.dumps(r) for r in GOOD])
-    task = make_task(config(tmp_path, "task.name=jsonl", f"task.jsonl.train={path}", "task.jsonl.few_shot=2",
-                            f"task.jsonl.verifier={__name__}:last_word_verifier"))
+    task = make_task(
+        config(
+            tmp_path,
+            "task.name=jsonl",
+            f"task.jsonl.train={path}",
+            "task.jsonl.few_shot=2",
+            f"task.jsonl.verifier={__name__}:last_word_verifier",
+        )
+    )
     assert task.verifier is last_word_verifier
     s = task.load()
     p = s.test[0]
     shots = s.train[:2]
-    assert task.prompt(p) == "".join(f"Question: {x.question}\nAnswer:\n{x.rationale}\nThe answer is {x.answer}\n\n"
-                                     for x in shots) + f"Question: {p.question}\nAnswer:\n"
-    assert task.prompt(p, hint=True) == "".join(
-        f"Question: {x.question}\nHint: the answer is {x.answer}\nAnswer:\n{x.rationale}\nThe answer is {x.answer}\n\n"
-        for x in shots) + f"Question: {p.question}\nHint: the answer is {p.answer}\nAnswer:\n"
+    assert (
+        task.prompt(p)
+        == "".join(f"Question: {x.question}\nAnswer:\n{x.rationale}\nThe answer is {x.answer}\n\n" for x in shots)
+        + f"Question: {p.question}\nAnswer:\n"
+    )
+    assert (
+        task.prompt(p, hint=True)
+        == "".join(
+            f"Question: {x.question}\nHint: the answer is {x.answer}\nAnswer:\n{x.rationale}\nThe answer is {x.answer}\n\n"
+            for x in shots
+        )
+        + f"Question: {p.question}\nHint: the answer is {p.answer}\nAnswer:\n"
+    )
     assert task.verify("blah\nThe answer is so 12", Problem("i", "q", "12")) == ("so 12", True)
 
 
-@pytest.mark.parametrize("verifier, message", [
-    ("nope", "unknown verifier 'nope'"),
-    ("no_such_module_xyz:f", "cannot import verifier"),
-    (f"{__name__}:no_such_function", "cannot import verifier"),
-])
+@pytest.mark.parametrize(
+    "verifier, message",
+    [
+        ("nope", "unknown verifier 'nope'"),
+        ("no_such_module_xyz:f", "cannot import verifier"),
+        (f"{__name__}:no_such_function", "cannot import verifier"),
+    ],
+)
 def test_bad_verifier_fails_in_make_task(tmp_path, verifier, message):
     path = write_lines(tmp_path / "all.jsonl", [json.dumps(r) for r in GOOD])
     with pytest.raises(ConfigError, match=message):
@@ -376,6 +454,7 @@ def test_jsonl_config_errors(tmp_path):
 
 # ---- tfds ------------------------------------------------------------------------------------
 
+
 @functools.cache
 def toy_builder(class_name: str, register: bool):
     """A TFDS builder (name: class_name in snake case) with its own field names (q, a: int, why)."""
@@ -383,8 +462,10 @@ def toy_builder(class_name: str, register: bool):
 
     def _info(self):
         text = tfds.features.Text()
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-            {"q": text, "a": tfds.features.Scalar(np.int64), "why": text, "bad": text}))
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({"q": text, "a": tfds.features.Scalar(np.int64), "why": text, "bad": text}),
+        )
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples(0, 40), "test": self._generate_examples(40, 50)}
@@ -393,10 +474,16 @@ def toy_builder(class_name: str, register: bool):
         for i in range(lo, hi):
             yield i, {"q": f"{i} + 1" if i != 7 else "", "a": i + 1, "why": f"{i} and one", "bad": ""}
 
-    body = {"VERSION": tfds.core.Version("1.0.0"), "_info": _info, "_split_generators": _split_generators,
-            "_generate_examples": _generate_examples, "__module__": __name__}
-    return types.new_class(class_name, (tfds.core.GeneratorBasedBuilder,), {"skip_registration": not register},
-                           lambda ns: ns.update(body))
+    body = {
+        "VERSION": tfds.core.Version("1.0.0"),
+        "_info": _info,
+        "_split_generators": _split_generators,
+        "_generate_examples": _generate_examples,
+        "__module__": __name__,
+    }
+    return types.new_class(
+        class_name, (tfds.core.GeneratorBasedBuilder,), {"skip_registration": not register}, lambda ns: ns.update(body)
+    )
 
 
 def prepare_toy(data_dir, class_name="ToyQa", register=True):
@@ -404,9 +491,17 @@ def prepare_toy(data_dir, class_name="ToyQa", register=True):
 
 
 def tfds_config(tmp_path, *overrides):
-    return config(tmp_path, "task.name=tfds", "task.tfds.train=toy_qa", f"data.tfds_data_dir={tmp_path / 'user'}",
-                  "task.tfds.fields.question=q", "task.tfds.fields.answer=a", "task.tfds.fields.rationale=why",
-                  "task.tfds.verifier=numeric", *overrides)
+    return config(
+        tmp_path,
+        "task.name=tfds",
+        "task.tfds.train=toy_qa",
+        f"data.tfds_data_dir={tmp_path / 'user'}",
+        "task.tfds.fields.question=q",
+        "task.tfds.fields.answer=a",
+        "task.tfds.fields.rationale=why",
+        "task.tfds.verifier=numeric",
+        *overrides,
+    )
 
 
 def test_tfds_task_reads_a_locally_prepared_dataset(tmp_path):
@@ -436,6 +531,7 @@ def test_tfds_task_reads_an_unregistered_builders_files(tmp_path):
 
 
 # ---- every task ------------------------------------------------------------------------------
+
 
 def test_registry_names_every_configurable_task(tmp_path):
     assert set(BUILDERS) == set(TASKS)

@@ -22,8 +22,8 @@ from starjax.theory import (
     trajectory,
 )
 
-
 # ---- brute force over an explicit state graph ------------------------------------------------
+
 
 def transition_tables(deltas, M, correct_next):
     """P_t[s, s'] for each step: alpha_t on the correct successor of s, beta_t on each other state."""
@@ -67,10 +67,23 @@ def enumerate_star(deltas, M, correct_next=None):
 
 
 CASES = [
-    (2, [0.3]), (3, [0.0]), (5, [0.7]), (4, [1.0]),
-    (2, [0.3, 0.8]), (4, [0.0, 0.6]), (3, [1.0, 0.2]), (5, [0.0, 0.0]),
-    (3, [0.2, 0.5, 0.9]), (4, [0.2, 0.0, 0.5]), (5, [0.0, 0.0, 0.7]), (2, [1.0, 1.0, 0.4]), (4, [0.05, 0.6, 0.35]),
-    (3, [0.1, 0.4, 0.6, 0.3]), (4, [0.5, 0.0, 1.0, 0.25]), (5, [0.2, 0.9, 0.4, 0.6]), (2, [0.0, 0.0, 0.0, 0.0]),
+    (2, [0.3]),
+    (3, [0.0]),
+    (5, [0.7]),
+    (4, [1.0]),
+    (2, [0.3, 0.8]),
+    (4, [0.0, 0.6]),
+    (3, [1.0, 0.2]),
+    (5, [0.0, 0.0]),
+    (3, [0.2, 0.5, 0.9]),
+    (4, [0.2, 0.0, 0.5]),
+    (5, [0.0, 0.0, 0.7]),
+    (2, [1.0, 1.0, 0.4]),
+    (4, [0.05, 0.6, 0.35]),
+    (3, [0.1, 0.4, 0.6, 0.3]),
+    (4, [0.5, 0.0, 1.0, 0.25]),
+    (5, [0.2, 0.9, 0.4, 0.6]),
+    (2, [0.0, 0.0, 0.0, 0.0]),
 ]
 
 
@@ -117,13 +130,14 @@ def test_update_difference_formula_and_monotonicity():
         P = math.prod(ds)
         new = star_update(ds, M)
         for t, (d, d2) in enumerate(zip(ds, new)):
-            p_t = math.prod(ds[:t] + ds[t + 1:])
+            p_t = math.prod(ds[:t] + ds[t + 1 :])
             assert d2 - d == pytest.approx(p_t * (1 - d) * (1 + (M - 1) * d) / (1 + (M - 1) * P), abs=1e-12)
             assert d <= d2 <= 1
         assert accuracy(new, M) > accuracy(ds, M)
 
 
 # ---- the published recursion through the command ---------------------------------------------
+
 
 @pytest.mark.parametrize("d", [0.2, 0.1])
 def test_cli_json_follows_the_published_t3_recursion(capsys, d):
@@ -143,8 +157,12 @@ def test_cli_json_follows_the_published_t3_recursion(capsys, d):
 
 
 def test_cli_table_prints_every_iteration_and_the_verdict(capsys):
-    assert main(["theory", "--states", "64", "--steps", "3", "--delta", "0.2", "--delta", "0", "--delta", "0.2",
-                 "--iterations", "3"]) == 0
+    assert (
+        main(
+            ["theory", "--states", "64", "--steps", "3", "--delta", "0.2", "--delta", "0", "--delta", "0.2", "--iterations", "3"]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split() == ["iteration", "accuracy", "kept_wrong_step", "d_1", "d_2", "d_3"]
     assert lines[3].split()[:2] == ["1", "0.017200"] and lines[3].split()[3:] == ["0.200000", "0.040000", "0.200000"]
@@ -155,8 +173,24 @@ def test_cli_table_prints_every_iteration_and_the_verdict(capsys):
 
 def test_cli_simulation_json_and_plot(tmp_path, capsys):
     png = tmp_path / "acc.png"
-    args = ["theory", "--states", "8", "--steps", "2", "--delta", "0.4", "--iterations", "3", "--samples", "200",
-            "--seed", "3", "--json", "--plot", str(png)]
+    args = [
+        "theory",
+        "--states",
+        "8",
+        "--steps",
+        "2",
+        "--delta",
+        "0.4",
+        "--iterations",
+        "3",
+        "--samples",
+        "200",
+        "--seed",
+        "3",
+        "--json",
+        "--plot",
+        str(png),
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == simulate([0.4, 0.4], 8, 3, 200, 3).to_dict()
@@ -181,6 +215,7 @@ def test_cli_usage_errors_exit_2_with_one_line(capsys, flags, message):
 
 
 # ---- the criterion -----------------------------------------------------------------------------
+
 
 def test_one_zero_step_jumps_and_the_others_wait_one_iteration():
     ds, M = [0.2, 0.0, 0.5], 64
@@ -249,6 +284,7 @@ def test_bad_arguments_raise_one_line_theory_errors(call, message):
 
 
 # ---- the finite-sample simulator ---------------------------------------------------------------
+
 
 def test_simulation_approaches_the_exact_curve():
     ds, M, K = [0.3, 0.5, 0.2], 8, 4

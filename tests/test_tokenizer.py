@@ -17,7 +17,9 @@ def scratchpad_texts(n=200, seed=0):
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    return train_tokenizer(scratchpad_texts(), tmp_path_factory.mktemp("tok"), vocab_size=320, user_symbols=["<scratch>", "</scratch>"])
+    return train_tokenizer(
+        scratchpad_texts(), tmp_path_factory.mktemp("tok"), vocab_size=320, user_symbols=["<scratch>", "</scratch>"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SMALL_MODEL, make_rules
 from flax import nnx
 
-from conftest import SMALL_MODEL, make_rules
 from starjax.config import load_config
 from starjax.model.transformer import create_model
 from starjax.training import step as step_module
@@ -30,8 +30,10 @@ def toy_examples(n=64, seed=0):
 
 
 def setup(shape=(1, 1, 1), overrides=(), seed=0):
-    cfg = load_config(None, [*SMALL_MODEL, "train.batch_size=8", "train.seq_len=32", "train.learning_rate=3e-3",
-                             "train.warmup_steps=2", *overrides])
+    cfg = load_config(
+        None,
+        [*SMALL_MODEL, "train.batch_size=8", "train.seq_len=32", "train.learning_rate=3e-3", "train.warmup_steps=2", *overrides],
+    )
     rules = make_rules(shape)
     model = create_model(cfg.model, rules, seed=seed)
     graphdef, _ = nnx.split(model)
@@ -132,8 +134,9 @@ def test_data_order_is_a_function_of_seed_and_step():
 
 
 def test_schedule_and_weight_decay_mask():
-    cfg = load_config(None, ["train.learning_rate=1.0", "train.warmup_steps=10", "train.steps=110",
-                             "train.schedule=cosine"]).train
+    cfg = load_config(
+        None, ["train.learning_rate=1.0", "train.warmup_steps=10", "train.steps=110", "train.schedule=cosine"]
+    ).train
     s = schedule(cfg)
     assert float(s(0)) == 0.0 and abs(float(s(5)) - 0.5) < 1e-6 and abs(float(s(10)) - 1.0) < 1e-6
     assert abs(float(s(110)) - 0.1) < 1e-6  # cosine decays to 10%

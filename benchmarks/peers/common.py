@@ -19,19 +19,38 @@ from typing import Callable
 
 # Both peers (and starjax) must build exactly these shapes; float32, seed 0.
 PRESETS = {
-    "tiny": dict(layers=4, d_model=256, heads=4, kv_heads=2, head_dim=64,
-                 mlp=1024, vocab=64, rope_theta=10000.0, norm_eps=1e-6,
-                 prompt_len=32, new_tokens=64),
-    "small": dict(layers=12, d_model=768, heads=12, kv_heads=4, head_dim=64,
-                  mlp=3072, vocab=32000, rope_theta=10000.0, norm_eps=1e-6,
-                  prompt_len=64, new_tokens=32),
+    "tiny": dict(
+        layers=4,
+        d_model=256,
+        heads=4,
+        kv_heads=2,
+        head_dim=64,
+        mlp=1024,
+        vocab=64,
+        rope_theta=10000.0,
+        norm_eps=1e-6,
+        prompt_len=32,
+        new_tokens=64,
+    ),
+    "small": dict(
+        layers=12,
+        d_model=768,
+        heads=12,
+        kv_heads=4,
+        head_dim=64,
+        mlp=3072,
+        vocab=32000,
+        rope_theta=10000.0,
+        norm_eps=1e-6,
+        prompt_len=64,
+        new_tokens=32,
+    ),
 }
 FIRST_PROMPT_ID = 4  # ids 0..3 are left free for pad/bos/eos-like roles
 PROMPT_SEED = 1234  # same prompts for every engine at a given preset/batch
 PARAM_SEED = 0
 # Training benchmark: model shapes as in PRESETS, plus these batch shapes.
-TRAIN_SHAPES = {"tiny": dict(batch=32, seq_len=128),
-                "small": dict(batch=8, seq_len=256)}
+TRAIN_SHAPES = {"tiny": dict(batch=32, seq_len=128), "small": dict(batch=8, seq_len=256)}
 TRAIN_DATA_SEED = 4321
 IGNORE_LABEL = -100  # PyTorch/HF cross-entropy ignore_index
 
@@ -64,8 +83,7 @@ def make_prompts(cfg: dict, batch: int):
     import numpy as np
 
     rng = np.random.default_rng(PROMPT_SEED)
-    return rng.integers(FIRST_PROMPT_ID, cfg["vocab"],
-                        size=(batch, cfg["prompt_len"]), dtype=np.int64)
+    return rng.integers(FIRST_PROMPT_ID, cfg["vocab"], size=(batch, cfg["prompt_len"]), dtype=np.int64)
 
 
 def make_train_batch(preset: str, step: int):
@@ -78,10 +96,9 @@ def make_train_batch(preset: str, step: int):
 
     shape = TRAIN_SHAPES[preset]
     rng = np.random.default_rng((TRAIN_DATA_SEED, step))
-    ids = rng.integers(0, PRESETS[preset]["vocab"],
-                       size=(shape["batch"], shape["seq_len"]), dtype=np.int64)
+    ids = rng.integers(0, PRESETS[preset]["vocab"], size=(shape["batch"], shape["seq_len"]), dtype=np.int64)
     labels = ids.copy()
-    labels[:, :shape["seq_len"] // 2] = IGNORE_LABEL
+    labels[:, : shape["seq_len"] // 2] = IGNORE_LABEL
     return ids, labels
 
 
@@ -123,17 +140,22 @@ def time_generate(generate: Callable[[int, int], None], new_tokens: int, repeats
     return compile_s, times, prefill_times
 
 
-def generate_row(engine: str, preset: str, batch: int, new_tokens: int, compile_s: float,
-                 times: list, prefill_times: list) -> dict:
+def generate_row(
+    engine: str, preset: str, batch: int, new_tokens: int, compile_s: float, times: list, prefill_times: list
+) -> dict:
     """Whole-call tokens/s, plus the split: prefill_s (a single-token call) and decode tokens/s
     over the remaining new_tokens - 1 steps (difference of the medians)."""
     full, prefill = statistics.median(times), statistics.median(prefill_times)
     decode = batch * (new_tokens - 1) / (full - prefill) if full > prefill else None
-    return {"engine": engine, "preset": preset, "batch": batch,
-            **rounded_times(compile_s, times, batch * new_tokens),
-            "prefill_times_s": [round(t, 4) for t in prefill_times],
-            "prefill_s": round(prefill, 4),
-            "decode_tokens_per_s": decode and round(decode, 2)}
+    return {
+        "engine": engine,
+        "preset": preset,
+        "batch": batch,
+        **rounded_times(compile_s, times, batch * new_tokens),
+        "prefill_times_s": [round(t, 4) for t in prefill_times],
+        "prefill_s": round(prefill, 4),
+        "decode_tokens_per_s": decode and round(decode, 2),
+    }
 
 
 def versions(*dists: str) -> str:
@@ -151,16 +173,24 @@ def emit(result: dict) -> None:
 
 
 def rounded_times(compile_s: float, times: list, tokens: int) -> dict:
-    return {"compile_s": round(compile_s, 4),
-            "times_s": [round(t, 4) for t in times],
-            "tokens_per_s": round(tokens / statistics.median(times), 2)}
+    return {
+        "compile_s": round(compile_s, 4),
+        "times_s": [round(t, 4) for t in times],
+        "tokens_per_s": round(tokens / statistics.median(times), 2),
+    }
 
 
 def report(engine: str, args, cfg: dict, timing: tuple, version: str, note: str) -> None:
     """`timing` is time_generate's result."""
-    emit({**generate_row(engine, args.preset, args.batch, cfg["new_tokens"], *timing),
-          "new_tokens": cfg["new_tokens"], "prompt_len": cfg["prompt_len"],
-          "version": version, "note": note})
+    emit(
+        {
+            **generate_row(engine, args.preset, args.batch, cfg["new_tokens"], *timing),
+            "new_tokens": cfg["new_tokens"],
+            "prompt_len": cfg["prompt_len"],
+            "version": version,
+            "note": note,
+        }
+    )
 
 
 def run_main(main: Callable[[], None]) -> None:
@@ -169,7 +199,7 @@ def run_main(main: Callable[[], None]) -> None:
         main()
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - any failure is a failed benchmark
+    except Exception as e:
         msg = " ".join(f"{type(e).__name__}: {e}".split())
         print(f"error: {msg[:500]}", file=sys.stderr)
         sys.exit(1)

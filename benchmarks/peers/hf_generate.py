@@ -13,11 +13,10 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no advisory chatter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, ever
 
-import common  # noqa: E402  (sits beside this script)
+import common
 
 
-def build_model(cfg: dict, max_positions: int | None = None,
-                use_cache: bool = True):
+def build_model(cfg: dict, max_positions: int | None = None, use_cache: bool = True):
     """Random-init (seed 0) float32 Llama of the preset's shape, tied, sdpa.
 
     Shared with hf_train.py, which needs longer sequences and no KV cache.
@@ -26,19 +25,23 @@ def build_model(cfg: dict, max_positions: int | None = None,
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=cfg["vocab"], hidden_size=cfg["d_model"],
-        intermediate_size=cfg["mlp"], num_hidden_layers=cfg["layers"],
-        num_attention_heads=cfg["heads"], num_key_value_heads=cfg["kv_heads"],
-        head_dim=cfg["head_dim"], hidden_act="silu",  # SwiGLU MLP
+        vocab_size=cfg["vocab"],
+        hidden_size=cfg["d_model"],
+        intermediate_size=cfg["mlp"],
+        num_hidden_layers=cfg["layers"],
+        num_attention_heads=cfg["heads"],
+        num_key_value_heads=cfg["kv_heads"],
+        head_dim=cfg["head_dim"],
+        hidden_act="silu",  # SwiGLU MLP
         rms_norm_eps=cfg["norm_eps"],
-        rope_parameters={"rope_type": "default",
-                         "rope_theta": cfg["rope_theta"]},
-        max_position_embeddings=max_positions
-        or cfg["prompt_len"] + cfg["new_tokens"],
+        rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_theta"]},
+        max_position_embeddings=max_positions or cfg["prompt_len"] + cfg["new_tokens"],
         tie_word_embeddings=True,
         # No special ids: the generation config would otherwise inherit
         # eos=2 and stop rows early.
-        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
         use_cache=use_cache,
         attn_implementation="sdpa",  # explicit: also transformers' CPU default
     )
@@ -65,9 +68,14 @@ def main() -> None:
 
     def config(n: int):
         return GenerationConfig(
-            do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-            max_new_tokens=n, min_new_tokens=n,
-            eos_token_id=None, pad_token_id=0,  # pad id is never used (no eos)
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            eos_token_id=None,
+            pad_token_id=0,  # pad id is never used (no eos)
             use_cache=True,
         )
 
@@ -76,15 +84,16 @@ def main() -> None:
     def generate(seed: int, n: int) -> None:
         torch.manual_seed(seed)  # HF sampling draws from torch's global RNG
         with torch.inference_mode():
-            out = model.generate(input_ids=input_ids,
-                                 attention_mask=attention_mask,
-                                 generation_config=gen_cfgs[n])
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_cfgs[n])
         if tuple(out.shape) != (args.batch, cfg["prompt_len"] + n):
             raise RuntimeError(f"unexpected output shape {tuple(out.shape)}")
 
     timing = common.time_generate(generate, new, args.repeats)
     common.report(
-        "transformers", args, cfg, timing,
+        "transformers",
+        args,
+        cfg,
+        timing,
         common.versions("transformers", "torch"),
         f"LlamaForCausalLM eager PyTorch, attn={model.config._attn_implementation},"
         f" DynamicCache, tied embeddings, torch threads {torch.get_num_threads()};"

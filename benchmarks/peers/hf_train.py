@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import common  # sits beside this script
+
 # Same model code as the decode peer; importing it also sets the offline /
 # quiet transformers environment variables before transformers loads.
 from hf_generate import build_model
@@ -34,12 +35,9 @@ def main() -> None:
     model = build_model(cfg, max_positions=shape["seq_len"], use_cache=False)
     model.train()  # no dropout anywhere (attention_dropout=0), so same math
     params = list(model.parameters())  # the tied embedding appears once
-    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.1,
-                            betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.1, betas=(0.9, 0.95))
     # Batches are built before timing so host-side RNG never counts.
-    batches = [[torch.from_numpy(a)
-                 for a in common.make_train_batch(args.preset, i)]
-               for i in range(args.warmup + args.steps)]
+    batches = [[torch.from_numpy(a) for a in common.make_train_batch(args.preset, i)] for i in range(args.warmup + args.steps)]
     losses = []
 
     def step(i: int) -> None:
@@ -57,20 +55,24 @@ def main() -> None:
     compile_s, times = common.time_calls(step, args.warmup, args.steps)
     if not all(map(math.isfinite, losses)):
         raise RuntimeError(f"non-finite loss: {losses}")
-    common.emit({
-        "engine": "transformers", "preset": args.preset,
-        "batch": shape["batch"], "seq_len": shape["seq_len"],
-        **common.rounded_times(compile_s, times,
-                               shape["batch"] * shape["seq_len"]),
-        "params": sum(q.numel() for q in params),
-        "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
-        "version": common.versions("transformers", "torch"),
-        "note": f"LlamaForCausalLM eager PyTorch fp32, attn="
-                f"{model.config._attn_implementation}, tied embeddings,"
-                f" AdamW (torch default impl, decay on all params),"
-                f" torch threads {torch.get_num_threads()}; compile_s is"
-                f" {args.warmup} plain warm-up steps (no torch.compile)",
-    })
+    common.emit(
+        {
+            "engine": "transformers",
+            "preset": args.preset,
+            "batch": shape["batch"],
+            "seq_len": shape["seq_len"],
+            **common.rounded_times(compile_s, times, shape["batch"] * shape["seq_len"]),
+            "params": sum(q.numel() for q in params),
+            "loss_first": round(losses[0], 4),
+            "loss_last": round(losses[-1], 4),
+            "version": common.versions("transformers", "torch"),
+            "note": f"LlamaForCausalLM eager PyTorch fp32, attn="
+            f"{model.config._attn_implementation}, tied embeddings,"
+            f" AdamW (torch default impl, decay on all params),"
+            f" torch threads {torch.get_num_threads()}; compile_s is"
+            f" {args.warmup} plain warm-up steps (no torch.compile)",
+        }
+    )
 
 
 if __name__ == "__main__":

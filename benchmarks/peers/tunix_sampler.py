@@ -16,7 +16,7 @@ import warnings
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import common  # noqa: E402  (sits beside this script)
+import common
 
 
 class IdTokenizer:
@@ -55,14 +55,18 @@ def build_model(cfg: dict):
     # tunix 0.1.7 quirk: Attention calls apply_rope() without rope_theta, so
     # ModelConfig.rope_theta is ignored and the default (1e6) is used. Rebind
     # the module-level name so the preset's theta is really applied.
-    llama.apply_rope = functools.partial(llama.apply_rope,
-                                         rope_theta=cfg["rope_theta"])
+    llama.apply_rope = functools.partial(llama.apply_rope, rope_theta=cfg["rope_theta"])
     mcfg = llama.ModelConfig(
-        num_layers=cfg["layers"], vocab_size=cfg["vocab"],
-        embed_dim=cfg["d_model"], hidden_dim=cfg["mlp"],
-        num_heads=cfg["heads"], head_dim=cfg["head_dim"],
-        num_kv_heads=cfg["kv_heads"], rope_theta=cfg["rope_theta"],
-        norm_eps=cfg["norm_eps"], weight_tying=True,
+        num_layers=cfg["layers"],
+        vocab_size=cfg["vocab"],
+        embed_dim=cfg["d_model"],
+        hidden_dim=cfg["mlp"],
+        num_heads=cfg["heads"],
+        head_dim=cfg["head_dim"],
+        num_kv_heads=cfg["kv_heads"],
+        rope_theta=cfg["rope_theta"],
+        norm_eps=cfg["norm_eps"],
+        weight_tying=True,
     )
     model = llama.Llama3(mcfg, rngs=nnx.Rngs(common.PARAM_SEED))
     # tunix initialises the SwiGLU kernels to zeros; give them random values
@@ -91,22 +95,28 @@ def main() -> None:
     # The cache must hold prompt + new tokens; tunix needs no rounding here.
     cache_size = cfg["prompt_len"] + cfg["new_tokens"]
     sampler = sampler_lib.Sampler(
-        model, IdTokenizer(cfg["vocab"]),
-        sampler_lib.CacheConfig(cache_size=cache_size,
-                                num_layers=mcfg.num_layers,
-                                num_kv_heads=mcfg.num_kv_heads,
-                                head_dim=mcfg.head_dim),
+        model,
+        IdTokenizer(cfg["vocab"]),
+        sampler_lib.CacheConfig(
+            cache_size=cache_size, num_layers=mcfg.num_layers, num_kv_heads=mcfg.num_kv_heads, head_dim=mcfg.head_dim
+        ),
     )
-    prompts = [" ".join(map(str, row))
-               for row in common.make_prompts(cfg, args.batch)]
+    prompts = [" ".join(map(str, row)) for row in common.make_prompts(cfg, args.batch)]
 
     def generate(seed: int, n: int) -> None:
         # temperature / top_p / top_k are static (baked into the jitted
         # functions), only the seed is traced: new seeds do not recompile.
         # The cache keeps its full size for n = 1, so prefill work is the same.
-        out = sampler(prompts, max_generation_steps=n,
-                      max_prompt_length=cfg["prompt_len"], echo=False,
-                      temperature=1.0, top_p=1.0, top_k=0, seed=seed)
+        out = sampler(
+            prompts,
+            max_generation_steps=n,
+            max_prompt_length=cfg["prompt_len"],
+            echo=False,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            seed=seed,
+        )
         jax.block_until_ready(out.tokens)  # already host numpy; kept explicit
         lengths = {len(t) for t in out.tokens}
         if len(out.tokens) != args.batch or lengths != {n}:
@@ -114,7 +124,10 @@ def main() -> None:
 
     timing = common.time_generate(generate, cfg["new_tokens"], args.repeats)
     common.report(
-        "tunix", args, cfg, timing,
+        "tunix",
+        args,
+        cfg,
+        timing,
         common.versions("google-tunix", "jax", "jaxlib", "flax"),
         "tunix.models.llama3 (tied embeddings); Sampler prefill jit + decode "
         "jit(lax.while_loop); static temperature; rope_theta patched in "

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from starjax import runtime
-from starjax.config import Config, ConfigError, DTYPES, load_config
+from starjax.config import DTYPES, Config, ConfigError, load_config
 
 
 def _log(msg: str) -> None:
@@ -37,8 +37,10 @@ def run_import(args: argparse.Namespace) -> int:
     rules = runtime.start(cfg)
     _log(f"importing {src} ({cfg.model.num_layers} layers, d_model {cfg.model.d_model}) as {cfg.model.param_dtype}")
     n = count_params(import_hf(src, out, cfg.model, rules))
-    _log(f"wrote {out}: {n:,} parameters in params/ (Orbax) with the checkpoint's config and tokenizer; "
-         f"use it as model.from_hf={out}")
+    _log(
+        f"wrote {out}: {n:,} parameters in params/ (Orbax) with the checkpoint's config and tokenizer; "
+        f"use it as model.from_hf={out}"
+    )
     return 0
 
 

@@ -15,11 +15,30 @@ from typing import Any
 from starjax.config import ConfigError, ModelConfig, RopeScalingConfig
 
 # model_type -> architecture class name written on export.
-FAMILIES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-            "gemma": "GemmaForCausalLM"}
+FAMILIES = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "gemma": "GemmaForCausalLM",
+}
 # Keys of ModelConfig that a checkpoint decides; everything else (dtypes, init) stays the user's.
-ARCH_KEYS = ("vocab_size", "num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim", "mlp_dim", "rope_theta",
-             "norm_eps", "tie_embeddings", "qkv_bias", "activation", "scale_embeddings", "norm_offset", "rope_scaling")
+ARCH_KEYS = (
+    "vocab_size",
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "num_kv_heads",
+    "head_dim",
+    "mlp_dim",
+    "rope_theta",
+    "norm_eps",
+    "tie_embeddings",
+    "qkv_bias",
+    "activation",
+    "scale_embeddings",
+    "norm_offset",
+    "rope_scaling",
+)
 _ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
 
 
@@ -44,8 +63,9 @@ def hf_family(hf: dict[str, Any]) -> str:
     family = hf.get("model_type")
     if family not in FAMILIES:
         arch = ", ".join(hf.get("architectures") or []) or "no architectures field"
-        raise ConfigError(f"unsupported architecture: model_type={family!r} ({arch}); starjax imports "
-                          f"{', '.join(FAMILIES.values())}")
+        raise ConfigError(
+            f"unsupported architecture: model_type={family!r} ({arch}); starjax imports {', '.join(FAMILIES.values())}"
+        )
     return family
 
 
@@ -102,9 +122,12 @@ def _rope(hf: dict[str, Any]) -> tuple[float, RopeScalingConfig | None]:
         return theta, RopeScalingConfig(rope_type="linear", factor=float(params["factor"]))
     if kind == "llama3":
         return theta, RopeScalingConfig(
-            rope_type="llama3", factor=float(params["factor"]), low_freq_factor=float(params["low_freq_factor"]),
+            rope_type="llama3",
+            factor=float(params["factor"]),
+            low_freq_factor=float(params["low_freq_factor"]),
             high_freq_factor=float(params["high_freq_factor"]),
-            original_max_position_embeddings=int(params["original_max_position_embeddings"]))
+            original_max_position_embeddings=int(params["original_max_position_embeddings"]),
+        )
     raise ConfigError(f"unsupported rope_type={kind!r}; starjax computes default, linear and llama3 rotary embeddings")
 
 
@@ -125,40 +148,52 @@ def family_of(m: ModelConfig, source: dict[str, Any] | None = None) -> str:
     if gemma and not m.qkv_bias:
         return "gemma"
     if (m.activation, m.scale_embeddings, m.norm_offset) != ("silu", False, 0.0):
-        raise ConfigError("no Hugging Face family computes this model (activation, scale_embeddings and norm_offset "
-                          "must be all Gemma's or all Llama's)")
+        raise ConfigError(
+            "no Hugging Face family computes this model (activation, scale_embeddings and norm_offset "
+            "must be all Gemma's or all Llama's)"
+        )
     return "qwen2" if m.qkv_bias else "llama"
 
 
-def hf_config_from_model(m: ModelConfig, dtype: str, token_ids: dict[str, int | None],
-                         source: dict[str, Any] | None = None) -> dict[str, Any]:
+def hf_config_from_model(
+    m: ModelConfig, dtype: str, token_ids: dict[str, int | None], source: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A config.json for `m`: the source checkpoint's (its other fields kept) with the shape and
     rope fields rewritten, in the top-level `rope_theta`/`rope_scaling` layout every transformers
     version reads."""
     family = family_of(m, source)
     hf = {k: v for k, v in (source or {}).items() if k not in ("rope_parameters", "rope_scaling", "rope_theta")}
-    hf.update({
-        "architectures": [FAMILIES[family]],
-        "model_type": family,
-        "vocab_size": m.vocab_size,
-        "hidden_size": m.d_model,
-        "intermediate_size": m.mlp_dim,
-        "num_hidden_layers": m.num_layers,
-        "num_attention_heads": m.num_heads,
-        "num_key_value_heads": m.num_kv_heads,
-        "head_dim": m.head_dim or m.d_model // m.num_heads,
-        "rms_norm_eps": m.norm_eps,
-        "tie_word_embeddings": m.tie_embeddings,
-        "rope_theta": m.rope_theta,
-        "torch_dtype": dtype,
-    })
+    hf.update(
+        {
+            "architectures": [FAMILIES[family]],
+            "model_type": family,
+            "vocab_size": m.vocab_size,
+            "hidden_size": m.d_model,
+            "intermediate_size": m.mlp_dim,
+            "num_hidden_layers": m.num_layers,
+            "num_attention_heads": m.num_heads,
+            "num_key_value_heads": m.num_kv_heads,
+            "head_dim": m.head_dim or m.d_model // m.num_heads,
+            "rms_norm_eps": m.norm_eps,
+            "tie_word_embeddings": m.tie_embeddings,
+            "rope_theta": m.rope_theta,
+            "torch_dtype": dtype,
+        }
+    )
     hf.setdefault("hidden_act", "gelu_pytorch_tanh" if family == "gemma" else "silu")
     if m.rope_scaling is not None:
         r = m.rope_scaling
-        hf["rope_scaling"] = ({"rope_type": "linear", "factor": r.factor} if r.rope_type == "linear" else
-                              {"rope_type": "llama3", "factor": r.factor, "low_freq_factor": r.low_freq_factor,
-                               "high_freq_factor": r.high_freq_factor,
-                               "original_max_position_embeddings": r.original_max_position_embeddings})
+        hf["rope_scaling"] = (
+            {"rope_type": "linear", "factor": r.factor}
+            if r.rope_type == "linear"
+            else {
+                "rope_type": "llama3",
+                "factor": r.factor,
+                "low_freq_factor": r.low_freq_factor,
+                "high_freq_factor": r.high_freq_factor,
+                "original_max_position_embeddings": r.original_max_position_embeddings,
+            }
+        )
     for key, value in token_ids.items():
         if source is None or key not in hf:
             hf[key] = value

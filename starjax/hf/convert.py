@@ -65,8 +65,7 @@ def _fresh(dst: Path) -> Path:
     return tmp
 
 
-def export_hf(model: Transformer, cfg: Config, out: str | Path, dtype: str, max_shard_bytes: int,
-              tokenizer=None) -> list[str]:
+def export_hf(model: Transformer, cfg: Config, out: str | Path, dtype: str, max_shard_bytes: int, tokenizer=None) -> list[str]:
     """Writes a Hugging Face directory transformers can load: config.json, safetensors weights,
     and the tokenizer files of `cfg.model.from_hf` (or tokenizer.path's SentencePiece model)."""
     dst = Path(out).expanduser()

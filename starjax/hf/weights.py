@@ -48,8 +48,9 @@ class Layout:
     def to_hf(self, ours: np.ndarray) -> np.ndarray:
         return ours.transpose(np.argsort(self.perm)).reshape(self.hf_shape)
 
-    def read_block(self, get: Callable[[tuple[slice, ...]], np.ndarray], index: tuple[slice, ...],
-                   shape: tuple[int, ...]) -> np.ndarray:
+    def read_block(
+        self, get: Callable[[tuple[slice, ...]], np.ndarray], index: tuple[slice, ...], shape: tuple[int, ...]
+    ) -> np.ndarray:
         """Our block `index` (as jax asks per device), reading only the rows it needs: a split
         group is read as the contiguous range of its leading dim, then narrowed."""
         split = [None] * len(self.perm)
@@ -102,8 +103,9 @@ def open_weights(path: Path) -> Iterator[Any]:
     try:
         st = safe_open(path, framework="flax")
     except (SafetensorError, OSError) as e:
-        raise ConfigError(f"{str(path)!r} is not a readable safetensors file ({e}); is it truncated? "
-                          "download or export it again") from None
+        raise ConfigError(
+            f"{str(path)!r} is not a readable safetensors file ({e}); is it truncated? download or export it again"
+        ) from None
     with st:
         yield st
 
@@ -123,9 +125,11 @@ def weight_files(directory: Path) -> dict[str, Path]:
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         if list(directory.glob("*.bin")) or list(directory.glob("*.pt")) or list(directory.glob("*.pth")):
-            raise ConfigError(f"{str(directory)!r} has only PyTorch pickle weights (.bin/.pt), which starjax never "
-                              "unpickles; convert them to safetensors first (transformers: "
-                              "model.save_pretrained(out, safe_serialization=True))")
+            raise ConfigError(
+                f"{str(directory)!r} has only PyTorch pickle weights (.bin/.pt), which starjax never "
+                "unpickles; convert them to safetensors first (transformers: "
+                "model.save_pretrained(out, safe_serialization=True))"
+            )
         raise ConfigError(f"{str(directory)!r} has no *.safetensors weights")
     out: dict[str, Path] = {}
     for f in files:
@@ -144,10 +148,15 @@ def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> 
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ConfigError(f"{str(d)!r} lacks tensors {', '.join(missing[:3])}{more} that its config.json implies")
-    unused = [n for n in files if n not in layouts and not n.endswith("rotary_emb.inv_freq")
-              and not (cfg.tie_embeddings and n == "lm_head.weight")]
+    unused = [
+        n
+        for n in files
+        if n not in layouts and not n.endswith("rotary_emb.inv_freq") and not (cfg.tie_embeddings and n == "lm_head.weight")
+    ]
     if unused:
-        warnings.warn(f"{len(unused)} tensors of {d} are not used by the {cfg.num_layers}-layer model, e.g. {unused[0]}")
+        warnings.warn(
+            f"{len(unused)} tensors of {d} are not used by the {cfg.num_layers}-layer model, e.g. {unused[0]}", stacklevel=2
+        )
 
     graphdef, state = nnx.split(abstract_model(cfg, rules))
     shardings = nnx.to_pure_dict(nnx.get_named_sharding(state, rules.mesh))
@@ -161,20 +170,24 @@ def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> 
         with open_weights(files[name]) as st, jax.default_device(cpu):
             sl = st.get_slice(name)
             if tuple(sl.get_shape()) != layout.hf_shape:
-                raise ConfigError(f"tensor {name} has shape {tuple(sl.get_shape())}, but config.json implies "
-                                  f"{layout.hf_shape}")
-            blocks: dict[tuple, np.ndarray] = {}  # devices that replicate a block share one read
-
-            def block(index: tuple[slice, ...]) -> np.ndarray:
-                key = tuple(s.indices(n)[:2] for s, n in zip(index, shape))
-                if key not in blocks:
-                    blocks[key] = layout.read_block(lambda ix: sl[ix], index, shape).astype(dtype)
-                return blocks[key]
-
-            array = jax.make_array_from_callback(shape, sharding, block)
+                raise ConfigError(f"tensor {name} has shape {tuple(sl.get_shape())}, but config.json implies {layout.hf_shape}")
+            array = _read_sharded(sl, layout, shape, sharding, dtype)
         _set(values, path, array)
     nnx.replace_by_pure_dict(state, values)
     return nnx.merge(graphdef, state)
+
+
+def _read_sharded(sl: Any, layout: Any, shape: tuple, sharding: Any, dtype: np.dtype) -> jax.Array:
+    """One tensor as a global array; devices that replicate a block share one read of it."""
+    blocks: dict[tuple, np.ndarray] = {}
+
+    def block(index: tuple[slice, ...]) -> np.ndarray:
+        key = tuple(s.indices(n)[:2] for s, n in zip(index, shape))
+        if key not in blocks:
+            blocks[key] = layout.read_block(lambda ix: sl[ix], index, shape).astype(dtype)
+        return blocks[key]
+
+    return jax.make_array_from_callback(shape, sharding, block)
 
 
 def _at(tree: Any, path: tuple) -> Any:

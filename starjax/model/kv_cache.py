@@ -76,9 +76,7 @@ class KVCache:
         """
         rows, length = prefix.positions.shape
         if rows * repeats != self.positions.shape[0] or length > self.length:
-            raise ValueError(
-                f"cannot fill a {self.positions.shape} cache from {prefix.positions.shape} x {repeats} rows"
-            )
+            raise ValueError(f"cannot fill a {self.positions.shape} cache from {prefix.positions.shape} x {repeats} rows")
         rep = lambda x: jnp.repeat(x, repeats, axis=0)  # noqa: E731
         put = lambda dst, src: jax.lax.dynamic_update_slice(dst, rep(src).astype(dst.dtype), (0,) * dst.ndim)  # noqa: E731
         empty = jnp.zeros_like(self.positions)

@@ -202,6 +202,7 @@ class Attention(nnx.Module):
             return y.transpose(0, 2, 1, 3)  # [B, heads, T, D]; free when T == 1 (decode)
 
         if fused is None:
+
             def proj(w, bias):
                 # A plain 2-D matmul against the weight as stored: with einsum, XLA:CPU chose a
                 # transposed product that copied the weight on every decode step.

@@ -25,7 +25,7 @@ def describe_model(cfg: ModelConfig, rules: AxisRules) -> str:
         if name.startswith("blocks.") and not name.startswith("blocks.0."):
             continue
         if name.startswith("blocks.0."):
-            name = f"blocks.*.{name[len('blocks.0.'):]}"
+            name = f"blocks.*.{name[len('blocks.0.') :]}"
         names = var.get_metadata()["out_sharding"]
         spec = tuple(rules.spec(names))
         rows.append((name, "x".join(map(str, var.shape)), ",".join(map(str, names)), str(spec)))

@@ -13,7 +13,7 @@ from flax import nnx
 
 from starjax.config import ModelConfig
 from starjax.model.kv_cache import KVCache
-from starjax.model.layers import MLP, Attention, DecodeWeight, RMSNorm, init_param, dtype_of
+from starjax.model.layers import MLP, Attention, DecodeWeight, RMSNorm, dtype_of, init_param
 from starjax.sharding import AxisRules
 
 

@@ -29,7 +29,7 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
                 record = json.loads(line)
                 prompts.append(record if isinstance(record, str) else record["prompt"])
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise ConfigError(f"{path}:{n} is not a JSON string or an object with a \"prompt\" field") from None
+                raise ConfigError(f'{path}:{n} is not a JSON string or an object with a "prompt" field') from None
     if not prompts:
         raise ConfigError(f"prompts file {str(path)!r} holds no prompt")
     return prompts
@@ -59,8 +59,7 @@ def run_sample(cfg: Config, args: argparse.Namespace) -> int:
                 "index": i,
                 "prompt": prompt,
                 "samples": [
-                    {"text": c.text, "finish": c.finish, "num_tokens": len(c.tokens), "logprob": sum(c.logprobs)}
-                    for c in samples
+                    {"text": c.text, "finish": c.finish, "num_tokens": len(c.tokens), "logprob": sum(c.logprobs)} for c in samples
                 ],
             }
             out.write(json.dumps(record) + "\n")

@@ -87,8 +87,7 @@ class Sampler:
                 raise ConfigError(f"prompt {i} has token ids outside the model's vocabulary [0, {self.model_cfg.vocab_size})")
             if n > buckets[-1]:
                 raise ConfigError(
-                    f"prompt {i} has {n} tokens, more than the largest prompt bucket {buckets[-1]}; "
-                    "raise sampler.prompt_buckets"
+                    f"prompt {i} has {n} tokens, more than the largest prompt bucket {buckets[-1]}; raise sampler.prompt_buckets"
                 )
         cap = max(MIN_NEW_CAP, _next_pow2(cfg.max_new_tokens))
         settings = SamplingSettings.create(cfg, self.tokenizer.eos_id, self.tokenizer.extra_stop_ids)
@@ -129,9 +128,16 @@ class Sampler:
         program_key = (cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
         if program_key not in self._programs:
             self._programs[program_key] = compile_generate(
-                self.graphdef, self.params, self.rules, self.model_cfg.num_layers,
-                max_new_cap=cap, num_samples=cfg.num_samples, top_k=cfg.top_k,
-                pad_id=self.tokenizer.pad_id, on_compile=self._count_compile, fuse_weights=cfg.fuse_weights,
+                self.graphdef,
+                self.params,
+                self.rules,
+                self.model_cfg.num_layers,
+                max_new_cap=cap,
+                num_samples=cfg.num_samples,
+                top_k=cfg.top_k,
+                pad_id=self.tokenizer.pad_id,
+                on_compile=self._count_compile,
+                fuse_weights=cfg.fuse_weights,
             )
         if self._cache is not None and self._cache[0] == cache_key:
             cache = self._cache[1]

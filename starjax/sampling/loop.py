@@ -92,7 +92,10 @@ def generate(
     state = _Loop(
         step=jnp.int32(1),
         tokens=rules.constrain(jnp.full((rows, max_new_cap), pad_id, jnp.int32).at[:, 0].set(first), batch_spec),
-        logprobs=rules.constrain(jnp.zeros((rows, max_new_cap), jnp.float32).at[:, 0].set(jnp.where(lengths > 0, _token_logprob(last, first), 0.0)), batch_spec),
+        logprobs=rules.constrain(
+            jnp.zeros((rows, max_new_cap), jnp.float32).at[:, 0].set(jnp.where(lengths > 0, _token_logprob(last, first), 0.0)),
+            batch_spec,
+        ),
         lengths=jnp.where(lengths > 0, 1, 0).astype(jnp.int32),
         done=done,
         positions=lengths,
@@ -155,8 +158,17 @@ def compile_generate(
     def traced(params, cache, prompts, prompt_lengths, key, settings):
         on_compile()
         return generate(
-            graphdef, params, cache, prompts, prompt_lengths, key, settings,
-            max_new_cap=max_new_cap, num_samples=num_samples, top_k=top_k, pad_id=pad_id,
+            graphdef,
+            params,
+            cache,
+            prompts,
+            prompt_lengths,
+            key,
+            settings,
+            max_new_cap=max_new_cap,
+            num_samples=num_samples,
+            top_k=top_k,
+            pad_id=pad_id,
             fuse_weights=fuse_weights,
         )
 

@@ -45,8 +45,7 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     problems = setup.train[: args.questions or None]
     model = load_model(checkpoint, cfg.model, rules, cfg.seed)
     sampler = Sampler(model, setup.tokenizer, cfg.sampler)
-    log(f"sampling {args.samples} per question for {len(problems)} questions at temperature {args.temperature} "
-        f"from {checkpoint}")
+    log(f"sampling {args.samples} per question for {len(problems)} questions at temperature {args.temperature} from {checkpoint}")
     texts = task.complete(sampler, [task.prompt(p) for p in problems], cfg.seed, args.temperature, args.samples)
     tries = attempts(task, problems, texts, hinted=False)
     accuracy = sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)

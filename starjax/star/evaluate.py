@@ -43,8 +43,6 @@ def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarCon
         samples = task.complete(sampler, prompts, derive(seed, "samples"), cfg.eval_temperature, n)
         tries = attempts(task, problems, samples, hinted=False)
         ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n} | {n})
-        out["pass_at_k"] = {
-            str(k): sum(pass_at_k(n, sum(a.correct for a in row), k) for row in tries) / len(tries) for k in ks
-        }
+        out["pass_at_k"] = {str(k): sum(pass_at_k(n, sum(a.correct for a in row), k) for row in tries) / len(tries) for k in ks}
         out["majority_accuracy"] = sum(majority_correct(task, p, row) for p, row in zip(problems, tries)) / len(tries)
     return out

@@ -37,8 +37,7 @@ def attempts(task: Task, problems: list[Problem], samples: list[list[Continuatio
             truncated = c.truncated and text == c.text
             extracted, correct = task.verify(text, p)
             steps_ok = all(task.step_checks(p, text)) if hasattr(task, "step_checks") else None
-            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct and not truncated, steps_ok,
-                               truncated))
+            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct and not truncated, steps_ok, truncated))
         out.append(row)
     return out
 
@@ -53,8 +52,16 @@ def solved(tries: list[list[Attempt]], verify_steps: bool) -> list[bool]:
     return [any(solves(a, verify_steps) for a in row) for row in tries]
 
 
-def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: int, dedupe: bool,
-         verify_steps: bool = False, prefer_frequent: bool = False, few_shot_prompt: bool = False) -> list[dict]:
+def keep(
+    task: Task,
+    problems: list[Problem],
+    tries: list[list[Attempt]],
+    cap: int,
+    dedupe: bool,
+    verify_steps: bool = False,
+    prefer_frequent: bool = False,
+    few_shot_prompt: bool = False,
+) -> list[dict]:
     """Training records from the attempts that `solves`: at most `cap` per problem, duplicates
     dropped if `dedupe`, in drawing order or, with `prefer_frequent`, the most often drawn
     completion first. Records hold the bare question as their prompt (no exemplars; with
@@ -71,9 +78,15 @@ def keep(task: Task, problems: list[Problem], tries: list[list[Attempt]], cap: i
                 break
             if solves(a, verify_steps) and not (dedupe and a.completion in taken):
                 taken.append(a.completion)
-                out.append({"id": p.id, "prompt": task.prompt(p, few_shot=few_shot_prompt), "completion": a.completion,
-                            "rationalized": a.hinted,
-                            "steps_ok": a.steps_ok})
+                out.append(
+                    {
+                        "id": p.id,
+                        "prompt": task.prompt(p, few_shot=few_shot_prompt),
+                        "completion": a.completion,
+                        "rationalized": a.hinted,
+                        "steps_ok": a.steps_ok,
+                    }
+                )
     return out
 
 

@@ -69,8 +69,15 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     setup.load(log)
     base = base_model(cfg, rules, setup.task, setup.splits, setup.tokenizer, log)
     states = StateCheckpoints(run_dir / "state")
-    state = states.restore_latest() or {"iteration": 0, "phase": None, "kept": [], "kept_all": [], "history": [],
-                                       "current": {}, "compilations": {"sampler": 0, "train": 0}}
+    state = states.restore_latest() or {
+        "iteration": 0,
+        "phase": None,
+        "kept": [],
+        "kept_all": [],
+        "history": [],
+        "current": {},
+        "compilations": {"sampler": 0, "train": 0},
+    }
     if state["phase"] is not None:
         log(f"resuming: iteration {state['iteration']} is {state['phase']}")
     trained = state["iteration"] - (state["phase"] not in ("trained", "evaluated"))  # newest fine-tuned policy
@@ -86,8 +93,12 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
 
     def evaluate_and_record(n: int, extra: dict) -> None:
         began = time.perf_counter()
-        record = {"iteration": n, **state["current"], **extra,
-                  **evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, "evaluate"))}
+        record = {
+            "iteration": n,
+            **state["current"],
+            **extra,
+            **evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, "evaluate")),
+        }
         record["seconds"] = {**record.get("seconds", {}), "evaluate": time.perf_counter() - began}
         _finish_iteration(cfg, state, record, compiles_before + sampler.compilations, writer, lead)
         commit(n, "evaluated")
@@ -128,10 +139,12 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
     texts = task.complete(sampler, [task.prompt(p) for p in train], _seed(cfg, n, "generate"), s.temperature, s.num_samples)
     tries = attempts(task, train, texts, hinted=False)
     solved = solved_by(tries, s.verify_steps)
-    current = {"train_accuracy": sum(solved) / len(train),
-               "train_accuracy_by_difficulty": by_difficulty(train, solved),
-               "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
-               "truncated": sum(a.truncated for row in tries for a in row)}
+    current = {
+        "train_accuracy": sum(solved) / len(train),
+        "train_accuracy_by_difficulty": by_difficulty(train, solved),
+        "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
+        "truncated": sum(a.truncated for row in tries for a in row),
+    }
     current.update(predict(task, train, tries))
     few_shot_prompt = s.train_prompt == "few_shot"
     kept = keep(task, train, tries, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent, few_shot_prompt)
@@ -142,11 +155,17 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
         began = time.perf_counter()
         failed = [p for p, ok in zip(train, solved) if not ok and p.id in setup.hintable]
         if failed:
-            hinted_texts = task.complete(sampler, [task.prompt(p, hint=True) for p in failed], _seed(cfg, n, "rationalize"),
-                                         s.temperature, s.rationalize_samples or s.num_samples)
+            hinted_texts = task.complete(
+                sampler,
+                [task.prompt(p, hint=True) for p in failed],
+                _seed(cfg, n, "rationalize"),
+                s.temperature,
+                s.rationalize_samples or s.num_samples,
+            )
             hinted = attempts(task, failed, hinted_texts, hinted=True)
-            rationalized = keep(task, failed, hinted, s.max_kept_per_question, s.dedupe, s.verify_steps,
-                                 s.prefer_frequent, few_shot_prompt)
+            rationalized = keep(
+                task, failed, hinted, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent, few_shot_prompt
+            )
             samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
             current["truncated"] += sum(a.truncated for row in hinted for a in row)
         seconds["rationalize"] = time.perf_counter() - began
@@ -160,8 +179,10 @@ def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetu
     state["current"] = current
     if lead:
         report.write_samples(Path(cfg.run_dir), n, samples)
-    log(f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
-        f"({len(rationalized)} by rationalization)")
+    log(
+        f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
+        f"({len(rationalized)} by rationalization)"
+    )
 
 
 def _train(cfg: Config, n: int, state: dict, base, policy, setup: RunSetup, log):
@@ -177,8 +198,14 @@ def _train(cfg: Config, n: int, state: dict, base, policy, setup: RunSetup, log)
         new = policy
     else:
         start = base if cfg.star.restart_from_base else policy
-        result = fit(start, fill_batch(examples, cfg), with_steps(cfg.train, steps), _seed(cfg, n, "train"),
-                     ckpt_dir=run_dir / "train" / f"iter_{n}", desc=f"fine-tune {n}")
+        result = fit(
+            start,
+            fill_batch(examples, cfg),
+            with_steps(cfg.train, steps),
+            _seed(cfg, n, "train"),
+            ckpt_dir=run_dir / "train" / f"iter_{n}",
+            desc=f"fine-tune {n}",
+        )
         new = result.model
         state["compilations"]["train"] += result.compilations
     save_params(run_dir / "params" / f"iter_{n}", new, overwrite=True)

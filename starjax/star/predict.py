@@ -30,8 +30,9 @@ def from_step_checks(checks: list[list[bool]], num_states: int) -> dict:
     }
 
 
-def effective_groups(task: Task, problems: list[Problem], tries: list[list[Attempt]],
-                     fallback: tuple[int, int] | None = None) -> dict[str, tuple[int, list[float], int]]:
+def effective_groups(
+    task: Task, problems: list[Problem], tries: list[list[Attempt]], fallback: tuple[int, int] | None = None
+) -> dict[str, tuple[int, list[float], int]]:
     """Per difficulty: (M, the effective d for each of the T steps, samples), from the sampled
     accuracy; (M, T) from the task's chain shape, else `fallback`. Empty when neither exists."""
     groups: dict[str, list] = defaultdict(list)

@@ -29,10 +29,17 @@ def load_reference(path: str | Path) -> dict:
         raise ConfigError(f"--reference {p}: no such file") from None
     except (OSError, ValueError) as e:
         raise ConfigError(f"--reference {p} is not a JSON file: {e}") from None
-    if not (isinstance(ref, dict) and isinstance(ref.get("label"), str) and isinstance(ref.get("seed"), int)
-            and isinstance(ref.get("iterations"), list) and all(isinstance(r, dict) for r in ref["iterations"])):
-        raise ConfigError(f"--reference {p} needs \"label\", \"seed\" and \"iterations\" (one metrics record each); "
-                          "write it with scripts/demo_reference.py")
+    if not (
+        isinstance(ref, dict)
+        and isinstance(ref.get("label"), str)
+        and isinstance(ref.get("seed"), int)
+        and isinstance(ref.get("iterations"), list)
+        and all(isinstance(r, dict) for r in ref["iterations"])
+    ):
+        raise ConfigError(
+            f'--reference {p} needs "label", "seed" and "iterations" (one metrics record each); '
+            "write it with scripts/demo_reference.py"
+        )
     return ref
 
 
@@ -50,8 +57,10 @@ def compare(history: list[dict], seed: int, ref: dict) -> str:
     for g, w in zip(got, want):
         for key in sorted(set(g) | set(w)):
             if g.get(key) != w.get(key):
-                return (f"matches {label}: no (iteration {w.get('iteration')}: {key} {_short(g.get(key))}, "
-                        f"{label} {_short(w.get(key))})")
+                return (
+                    f"matches {label}: no (iteration {w.get('iteration')}: {key} {_short(g.get(key))}, "
+                    f"{label} {_short(w.get(key))})"
+                )
     if len(got) != len(want):
         return f"matches {label}: no ({len(got) - 1} iterations here, {len(want) - 1} in {label})"
     return f"matches {label}: yes"

@@ -8,8 +8,14 @@ from pathlib import Path
 
 from starjax.star.evaluate import difficulty_key
 
-COLUMNS = [("iter", "iteration", "{:d}"), ("train acc", "train_accuracy", "{:.3f}"), ("kept", "kept", "{:d}"),
-           ("rational.", "rationalized", "{:d}"), ("steps", "train_steps", "{:d}"), ("test acc", "test_accuracy", "{:.3f}")]
+COLUMNS = [
+    ("iter", "iteration", "{:d}"),
+    ("train acc", "train_accuracy", "{:.3f}"),
+    ("kept", "kept", "{:d}"),
+    ("rational.", "rationalized", "{:d}"),
+    ("steps", "train_steps", "{:d}"),
+    ("test acc", "test_accuracy", "{:.3f}"),
+]
 # Only for tasks that check steps: the share of kept rationales with a wrong step.
 WRONG_STEP = ("wrong step", "kept_wrong_step", "{:.3f}")
 # The policy of row n on the training questions at star.temperature: its measured pass@1 (the
@@ -20,8 +26,7 @@ PASS_AT_1 = (("pass@1", "sampled_next", "{:.3f}"), ("predicted", "predicted_accu
 def by_policy(history: list[dict]) -> list[dict]:
     """Each record with `sampled_next`: the sample_accuracy of its policy, which the next
     iteration measures (None for the last one)."""
-    return [{**r, "sampled_next": nxt.get("sample_accuracy") if nxt else None}
-            for r, nxt in zip(history, [*history[1:], None])]
+    return [{**r, "sampled_next": nxt.get("sample_accuracy") if nxt else None} for r, nxt in zip(history, [*history[1:], None])]
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -71,17 +76,25 @@ def plot(run_dir: Path, history: list[dict]) -> Path:
     labels = sorted({g for r in rows for g in r.get("test_accuracy_by_difficulty", {})}, key=difficulty_key)
     if len(labels) > 1:
         for g in labels:
-            ax.plot(its, [r.get("test_accuracy_by_difficulty", {}).get(g, float("nan")) for r in rows], "--.", label=f"difficulty {g}")
-    ax.set(title="test questions, greedy", xlabel="policy after STaR iteration n (0 = base model)",
-           ylabel="accuracy (greedy decoding)")
+            ax.plot(
+                its, [r.get("test_accuracy_by_difficulty", {}).get(g, float("nan")) for r in rows], "--.", label=f"difficulty {g}"
+            )
+    ax.set(
+        title="test questions, greedy",
+        xlabel="policy after STaR iteration n (0 = base model)",
+        ylabel="accuracy (greedy decoding)",
+    )
     if predicted:
         right = axes[0][1]
         sampled = [(r["iteration"], r["sampled_next"]) for r in rows if r.get("sampled_next") is not None]
         if sampled:
             right.plot(*zip(*sampled), "k-o", label="measured (drawn in iteration n + 1)")
         right.plot(*zip(*predicted), "x:", color="tab:red", label="RL-STaR prediction (from iteration n's samples)")
-        right.set(title="training questions, sampled at star.temperature", xlabel="policy after STaR iteration n",
-                  ylabel="pass@1 (share of correct samples)")
+        right.set(
+            title="training questions, sampled at star.temperature",
+            xlabel="policy after STaR iteration n",
+            ylabel="pass@1 (share of correct samples)",
+        )
     for a in axes[0]:
         a.set_ylim(-0.02, 1.02)
         a.set_xticks(its)
@@ -106,7 +119,10 @@ def table(history: list[dict]) -> str:
     for r in by_policy(history):
         cells = [fmt.format(r[k]) if r.get(k) is not None else "-" for _, k, fmt in columns]
         if len(labels) > 1:
-            cells += [f"{r['test_accuracy_by_difficulty'][g]:.2f}" if g in r.get("test_accuracy_by_difficulty", {}) else "-" for g in labels]
+            cells += [
+                f"{r['test_accuracy_by_difficulty'][g]:.2f}" if g in r.get("test_accuracy_by_difficulty", {}) else "-"
+                for g in labels
+            ]
         rows.append(cells)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731

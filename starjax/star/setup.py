@@ -58,10 +58,14 @@ class RunSetup:
         if cfg.star.rationalize and len(self.train) > len(self.hintable):
             self.skipped["hinted prompt too long (not rationalized)"] = len(self.train) - len(self.hintable)
         if not self.train or not self.test:
-            raise ConfigError(f"no usable {'training' if not self.train else 'test'} problems "
-                              f"(skipped: {self.skipped}); check the task data or raise sampler.prompt_buckets")
-        log(f"task {task.name}: {len(self.train)} training and {len(self.test)} test problems"
-            + (f"; skipped {self.skipped}" if self.skipped else ""))
+            raise ConfigError(
+                f"no usable {'training' if not self.train else 'test'} problems "
+                f"(skipped: {self.skipped}); check the task data or raise sampler.prompt_buckets"
+            )
+        log(
+            f"task {task.name}: {len(self.train)} training and {len(self.test)} test problems"
+            + (f"; skipped {self.skipped}" if self.skipped else "")
+        )
 
 
 def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
@@ -70,22 +74,27 @@ def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
     check_run_dir(cfg)
     task = make_task(cfg)
     if cfg.star.verify_steps and not hasattr(task, "step_checks"):
-        raise ConfigError(f"star.verify_steps=true needs a task that checks its rationales' steps (addition, "
-                          f"zip_chain); task {task.name!r} checks answers only")
+        raise ConfigError(
+            f"star.verify_steps=true needs a task that checks its rationales' steps (addition, "
+            f"zip_chain); task {task.name!r} checks answers only"
+        )
     config_yaml = to_yaml(cfg)
     saved = Path(cfg.run_dir) / "config.yaml"
     if saved.is_file() and not allow_config_change:
         changes = config_changes(saved.read_text(), config_yaml)
         if changes:
             shown = ", ".join(f"{k}: {a} -> {b}" for k, a, b in changes[:3]) + (" ..." if len(changes) > 3 else "")
-            raise ConfigError(f"{cfg.run_dir} holds a run with a different config ({shown}); use another run_dir, "
-                              "or pass --allow-config-change to resume it with the new one")
+            raise ConfigError(
+                f"{cfg.run_dir} holds a run with a different config ({shown}); use another run_dir, "
+                "or pass --allow-config-change to resume it with the new one"
+            )
     return RunSetup(cfg, task, config_yaml)
 
 
 def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, object]]:
     """Keys whose value differs; a key the old config lacks (a run from an older starjax) is
     compared as its default."""
+
     def flat(node, prefix=""):
         out = {}
         for k, v in node.items():
@@ -97,8 +106,11 @@ def config_changes(old_yaml: str, new_yaml: str) -> list[tuple[str, object, obje
     new = flat(OmegaConf.to_container(OmegaConf.create(new_yaml)))
     defaults = flat(OmegaConf.to_container(OmegaConf.create(to_yaml(Config()))))
     keys = sorted(set(old) | set(new))
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k, defaults.get(k)) != new.get(k)
-            and k not in RESUMABLE_CHANGES and not k.startswith(RESUMABLE_PREFIXES)]
+    return [
+        (k, old.get(k), new.get(k))
+        for k in keys
+        if old.get(k, defaults.get(k)) != new.get(k) and k not in RESUMABLE_CHANGES and not k.startswith(RESUMABLE_PREFIXES)
+    ]
 
 
 def run_tokenizer(cfg: Config, task: Task, splits: Splits) -> Tokenizer:
@@ -125,5 +137,6 @@ def check_base_tokenizer(cfg: Config, tokenizer: Tokenizer) -> None:
         return
     theirs, ours = Path(cfg.star.base).parent / "tokenizer.model", Path(tokenizer.source)
     if theirs.is_file() and ours.is_file() and theirs.read_bytes() != ours.read_bytes():
-        raise ConfigError(f"star.base={cfg.star.base} was trained with {theirs}, not this run's tokenizer; "
-                          f"add tokenizer.path={theirs}")
+        raise ConfigError(
+            f"star.base={cfg.star.base} was trained with {theirs}, not this run's tokenizer; add tokenizer.path={theirs}"
+        )

@@ -84,8 +84,9 @@ class Addition(InputTargetTask):
 
     def load(self) -> Splits:
         c = self.cfg
-        params = dict(seed=self.seed, min_digits=c.min_digits, max_digits=c.max_digits,
-                      train_size=c.train_size, test_size=c.test_size)
+        params = dict(
+            seed=self.seed, min_digits=c.min_digits, max_digits=c.max_digits, train_size=c.train_size, test_size=c.test_size
+        )
         s = load_synthetic("addition", params, self.data_dir)
         return Splits(s["train"], s["test"])
 

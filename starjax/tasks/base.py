@@ -69,8 +69,15 @@ class Task:
         """The text the model continues, after the few-shot exemplars unless `few_shot` is false.
         With `hint` the correct answer is shown (rationalization), in the exemplars too: each
         shows its hint and a rationale reaching it, as in STaR's rationalization prompts."""
-        shots = "".join(self.question_text(s, s.answer if hint else None) + self.target(s) + "\n\n"
-                        for s in self._shots if s.id != problem.id) if few_shot else ""
+        shots = (
+            "".join(
+                self.question_text(s, s.answer if hint else None) + self.target(s) + "\n\n"
+                for s in self._shots
+                if s.id != problem.id
+            )
+            if few_shot
+            else ""
+        )
         return shots + self.question_text(problem, problem.answer if hint else None)
 
     def completion(self, rationale: str, answer: str) -> str:
@@ -101,8 +108,9 @@ class Task:
         """(prompt, completion) records to pre-train a base model on; default: `gold_records`."""
         return self.gold_records(splits)
 
-    def complete(self, sampler: "Sampler", prompts: list[str], seed: int, temperature: float,
-                 num_samples: int) -> list[list[Continuation]]:
+    def complete(
+        self, sampler: "Sampler", prompts: list[str], seed: int, temperature: float, num_samples: int
+    ) -> list[list[Continuation]]:
         """`num_samples` completions per prompt: one continuation of each prompt by default."""
         rows = sampler.generate(prompts, seed, temperature=temperature, num_samples=num_samples)
         return [[Continuation(c.text, c.finish == "length") for c in row] for row in rows]
@@ -143,6 +151,7 @@ def input_target(question: str, hint: str | None = None) -> str:
 
 # The plain layout as functions, shared by `Task` and the file tasks' `plain` format (tasks/formats.py).
 
+
 def before_next_question(completion: str) -> str:
     """The completion up to a line starting `Question:` (the plain layout's next exemplar)."""
     head, sep, _ = completion.partition("\nQuestion:")
@@ -168,5 +177,5 @@ def last_line_answer(completion: str) -> str | None:
     last = lines[-1]
     for prefix in ("The answer is", "the answer is", "Answer:"):
         if last.startswith(prefix):
-            last = last[len(prefix):].strip()
+            last = last[len(prefix) :].strip()
     return last.rstrip(".").strip() or None

@@ -15,8 +15,7 @@ from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
 from starjax.config import FileTaskConfig
-from starjax.tasks.base import (Problem, Task, Verifier, answer_line, before_next_question, last_line_answer,
-                                question_answer)
+from starjax.tasks.base import Problem, Task, Verifier, answer_line, before_next_question, last_line_answer, question_answer
 from starjax.tasks.rows import UNPARSABLE, check_nonempty, read_jsonl, scalar_text, to_problem, to_problems
 
 
@@ -172,9 +171,12 @@ class CommonsenseQAFormat(Format):
         if letter.strip().upper() not in {label for label, _ in choices}:
             return "answer not among the choice labels"
         lines = "\n".join(f"({label.lower()}) {text}" for label, text in choices)
-        flat = {"question": " ".join(stem.split()) + _CHOICES + lines, "answer": letter.strip().upper(),
-                "rationale": row.get(fields.get("rationale", "rationale")),
-                "difficulty": row.get(fields.get("difficulty", "difficulty"))}
+        flat = {
+            "question": " ".join(stem.split()) + _CHOICES + lines,
+            "answer": letter.strip().upper(),
+            "rationale": row.get(fields.get("rationale", "rationale")),
+            "difficulty": row.get(fields.get("difficulty", "difficulty")),
+        }
         return to_problem(flat, uid, {})  # checks rationale and difficulty as plain rows do
 
     def question_text(self, problem: Problem, hint: str | None = None) -> str:
@@ -198,7 +200,7 @@ class CommonsenseQAFormat(Format):
         at = text.lower().rfind(_ANSWER_IS)
         if at < 0:
             return None
-        m = re.search(r"\(([A-Za-z])\)", text[at + len(_ANSWER_IS):].split("\n", 1)[0])
+        m = re.search(r"\(([A-Za-z])\)", text[at + len(_ANSWER_IS) :].split("\n", 1)[0])
         return m.group(1).upper() if m else None
 
     def trim(self, completion: str) -> str:
@@ -232,8 +234,7 @@ class FileTask(Task):
         shots = [p for p in rows if self.target(p) is not None]
         if len(shots) < len(rows):
             skipped["no rationale"] += len(rows) - len(shots)
-        check_nonempty(shots, f"{key} ({path})", skipped,
-                       f"give exemplar rows in the {self.format.name} format with a rationale")
+        check_nonempty(shots, f"{key} ({path})", skipped, f"give exemplar rows in the {self.format.name} format with a rationale")
         return shots[: self.few_shot or None]  # few_shot 0: all of them
 
     def set_shots(self, train: list[Problem]) -> None:

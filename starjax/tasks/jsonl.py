@@ -30,11 +30,19 @@ class JsonlTask(FileTask):
         check_nonempty(train, f"task.jsonl.train ({c.train})", skipped, "check its rows")
         if c.test is None:
             train, test = held_out(train, c.test_fraction)
-            check_nonempty(train, f"task.jsonl.train after holding out test_fraction={c.test_fraction}", skipped,
-                           "lower task.jsonl.test_fraction")
+            check_nonempty(
+                train,
+                f"task.jsonl.train after holding out test_fraction={c.test_fraction}",
+                skipped,
+                "lower task.jsonl.test_fraction",
+            )
         else:
             test = self.problems(read_jsonl(c.test, "test", "task.jsonl.test"), skipped)
-        check_nonempty(test, f"the test split ({c.test or f'held out from {c.train}'})", skipped,
-                       "set task.jsonl.test or raise task.jsonl.test_fraction")
+        check_nonempty(
+            test,
+            f"the test split ({c.test or f'held out from {c.train}'})",
+            skipped,
+            "set task.jsonl.test or raise task.jsonl.test_fraction",
+        )
         self.set_shots(train)
         return Splits(train, test, dict(skipped))

@@ -65,8 +65,9 @@ def to_problem(row: Any, uid: str, fields: Mapping[str, str]) -> Problem | str:
 RowParser = Callable[[Any, str, Mapping[str, str]], "Problem | str"]  # (row, id, fields) -> Problem or reason
 
 
-def to_problems(rows: Iterator[tuple[str, Any]], fields: Mapping[str, str], skipped: Counter,
-                parse: RowParser = to_problem) -> list[Problem]:
+def to_problems(
+    rows: Iterator[tuple[str, Any]], fields: Mapping[str, str], skipped: Counter, parse: RowParser = to_problem
+) -> list[Problem]:
     """Problems from (id, row) pairs read by `parse` (a format's reader; default the plain
     {question, answer} rows); malformed rows are counted into `skipped` by reason."""
     out = []

@@ -49,8 +49,16 @@ class _Synthetic(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str):
         params = json.loads(self.builder_config.params_json)
         for p in _GENERATORS[self.task](split, params):
-            yield p.id, {"id": p.id, "question": p.question, "answer": p.answer,
-                         "difficulty": p.difficulty, "rationale": p.rationale or ""}
+            yield (
+                p.id,
+                {
+                    "id": p.id,
+                    "question": p.question,
+                    "answer": p.answer,
+                    "difficulty": p.difficulty,
+                    "rationale": p.rationale or "",
+                },
+            )
 
 
 class StarjaxAddition(_Synthetic):

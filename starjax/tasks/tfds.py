@@ -77,11 +77,16 @@ class TfdsTask(FileTask):
         check_nonempty(train, f"TFDS {c.train}/{c.train_split}", skipped, "check task.tfds.fields")
         if c.test_split is None:
             train, test = held_out(train, c.test_fraction)
-            check_nonempty(train, f"task.tfds.train after holding out test_fraction={c.test_fraction}", skipped,
-                           "lower task.tfds.test_fraction")
+            check_nonempty(
+                train,
+                f"task.tfds.train after holding out test_fraction={c.test_fraction}",
+                skipped,
+                "lower task.tfds.test_fraction",
+            )
         else:
             test = self.problems(self._rows(c.test or c.train, c.test_split), skipped)
-        check_nonempty(test, f"the test split of {c.test or c.train}", skipped,
-                       "set task.tfds.test_split or raise task.tfds.test_fraction")
+        check_nonempty(
+            test, f"the test split of {c.test or c.train}", skipped, "set task.tfds.test_split or raise task.tfds.test_fraction"
+        )
         self.set_shots(train)
         return Splits(train, test, dict(skipped))

@@ -40,7 +40,7 @@ def level_state(a: str, b: str, t: int) -> str:
     """The state of pair (a, b) after t correct steps."""
     k = len(a)
     pairs = [a[i] + b[i] for i in range(k - 1, k - 1 - t, -1)][::-1]  # newest (leftmost digit) first
-    return f"x{a[:k - t]}.{b[:k - t]}" + ("y" + ".".join(pairs) if pairs else "")
+    return f"x{a[: k - t]}.{b[: k - t]}" + ("y" + ".".join(pairs) if pairs else "")
 
 
 def parse_state(state: str, bits: int) -> tuple[str, str, list[str]] | None:
@@ -193,8 +193,7 @@ class ZipChain(InputTargetTask):
     def step_prompt(self, state: str) -> str:
         return input_target(state)
 
-    def complete(self, sampler, prompts: list[str], seed: int, temperature: float,
-                 num_samples: int) -> list[list[Continuation]]:
+    def complete(self, sampler, prompts: list[str], seed: int, temperature: float, num_samples: int) -> list[list[Continuation]]:
         """Markov: T rounds, each sampling the next state from a prompt that holds only the current one."""
         if not self.cfg.markov:
             return super().complete(sampler, prompts, seed, temperature, num_samples)
@@ -203,14 +202,23 @@ class ZipChain(InputTargetTask):
         for t in range(1, self.num_steps):
             # a malformed state ends its chain (every later step is wrong anyway, see step_checks)
             live = [c for c in chains if level(_first_line(c[-1].text), self.num_steps) == t]
-            nxt = super().complete(sampler, [self.step_prompt(_first_line(c[-1].text)) for c in live],
-                                   derive(seed, "step", t), temperature, 1) if live else []
+            nxt = (
+                super().complete(
+                    sampler, [self.step_prompt(_first_line(c[-1].text)) for c in live], derive(seed, "step", t), temperature, 1
+                )
+                if live
+                else []
+            )
             for chain, row in zip(live, nxt):
                 chain.append(row[0])
         # a step cut before its state line ended leaves the chain unfinished
-        joined = [Continuation("\n".join(_first_line(c.text) for c in chain),
-                               any(c.truncated and "\n" not in c.text.lstrip() for c in chain)) for chain in chains]
-        return [joined[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+        joined = [
+            Continuation(
+                "\n".join(_first_line(c.text) for c in chain), any(c.truncated and "\n" not in c.text.lstrip() for c in chain)
+            )
+            for chain in chains
+        ]
+        return [joined[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
 
     def training_records(self, records: list[dict]) -> list[dict]:
         """Markov: each chain becomes T one-step records (previous state -> next state)."""

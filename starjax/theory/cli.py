@@ -79,8 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     exact = trajectory(deltas, M, iterations)
     simulated = None
     if args.samples is not None:
-        simulated = simulate(deltas, M, iterations, check_count("--samples", args.samples, 1),
-                             check_count("--seed", args.seed, 0))
+        simulated = simulate(
+            deltas, M, iterations, check_count("--samples", args.samples, 1), check_count("--seed", args.seed, 0)
+        )
     run = simulated or exact
     title = f"RL-STaR: M={M} states, T={len(deltas)} steps, d={_short(deltas)}"
     if plot:
@@ -92,8 +93,11 @@ def _run(args: argparse.Namespace) -> int:
         if plot:
             print(f"starjax: wrote {plot}", file=sys.stderr)
         return 0
-    mode = "exact (infinite-sample) STaR" if simulated is None else (
-        f"finite-sample STaR, {args.samples} chains x {M} questions per iteration, seed {args.seed}")
+    mode = (
+        "exact (infinite-sample) STaR"
+        if simulated is None
+        else (f"finite-sample STaR, {args.samples} chains x {M} questions per iteration, seed {args.seed}")
+    )
     print(f"{title}; {mode}")
     print(format_table(run, exact if simulated else None))
     verdict = criterion(deltas, M)

@@ -57,7 +57,9 @@ def check_deltas(deltas: Sequence[float], steps: int | None = None) -> list[floa
     if steps is not None:
         steps = check_count("number of steps T", steps, 1)
         if len(ds) != steps:
-            raise TheoryError(f"got {len(ds)} deltas for T={steps} steps: give one delta (used for every step) or exactly {steps}")
+            raise TheoryError(
+                f"got {len(ds)} deltas for T={steps} steps: give one delta (used for every step) or exactly {steps}"
+            )
     if not ds:
         raise TheoryError("no deltas: the chain needs at least one step (T >= 1), one delta per step")
     for t, d in enumerate(ds, 1):
@@ -159,8 +161,12 @@ class Trajectory:
         self.kept_wrong_step.append(None if kept_wrong is None else float(kept_wrong))
 
     def to_dict(self) -> dict:
-        return {"iteration": self.iteration, "accuracy": self.accuracy, "deltas": self.deltas,
-                "kept_wrong_step": self.kept_wrong_step}
+        return {
+            "iteration": self.iteration,
+            "accuracy": self.accuracy,
+            "deltas": self.deltas,
+            "kept_wrong_step": self.kept_wrong_step,
+        }
 
 
 def trajectory(deltas: Sequence[float], M: int, iterations: int, target: float | None = None) -> Trajectory:
@@ -233,8 +239,10 @@ def criterion(deltas: Sequence[float], M: int) -> Criterion:
     if perfect:
         verdict = "every step is always correct (d = 1): accuracy is already 1, nothing to improve"
     elif stalls:
-        verdict = (f"{_steps(zeros)} are at d = 0 (uniform guessing): a correct answer says nothing about any "
-                   f"step, so STaR stalls for good at chance accuracy 1/M = {1 / M:.4g}")
+        verdict = (
+            f"{_steps(zeros)} are at d = 0 (uniform guessing): a correct answer says nothing about any "
+            f"step, so STaR stalls for good at chance accuracy 1/M = {1 / M:.4g}"
+        )
     elif zeros:
         t = zeros[0]
         rest = [s for s in range(len(ds)) if s != t and ds[s] < 1]

@@ -7,7 +7,6 @@ from the step alone, so resuming needs the step, not an iterator.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -83,16 +82,19 @@ class PackedData:
             raise ValueError("no usable training examples")
         self.examples, self.seq_len, self.batch_size, self.seed = examples, seq_len, batch_size, seed
         self._steps: dict[int, int] = {}
+        self._packed: dict[int, dict[str, np.ndarray]] = {}
         if self.steps_in_epoch(0) == 0:
             raise ValueError(
                 f"{len(examples)} examples pack into {len(self._epoch(0)['tokens'])} rows, fewer than "
                 f"train.batch_size={batch_size}; lower the batch size or add data"
             )
 
-    @functools.lru_cache(maxsize=2)
     def _epoch(self, epoch: int) -> dict[str, np.ndarray]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
-        return pack([self.examples[i] for i in order], self.seq_len)
+        # the packed rows of the two epochs seen last: a step reads the current one, rarely the one before
+        if epoch not in self._packed:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
+            self._packed = {**dict(list(self._packed.items())[-1:]), epoch: pack([self.examples[i] for i in order], self.seq_len)}
+        return self._packed[epoch]
 
     def steps_in_epoch(self, epoch: int) -> int:
         # Kept for every epoch seen: `position` walks all earlier epochs on every step, and

@@ -13,7 +13,7 @@ def load_records(source: str, cfg: DataConfig) -> tuple[list[dict], int]:
     """Records as {"prompt", "completion"} dicts (fields renamed per config) and the count of
     unparsable lines. Missing or wrong fields are left for the tokenizer step to count."""
     if source.startswith("tfds:"):
-        name, _, split = source[len("tfds:"):].partition("/")
+        name, _, split = source[len("tfds:") :].partition("/")
         raw = read_tfds(name, split or "train", cfg.tfds_data_dir)
         bad = 0
     else:

@@ -56,8 +56,10 @@ def run_sft(cfg: Config) -> int:
     eval_ex, eval_skipped = tokenize_records(held, tokenizer, t.seq_len)
     skipped = {k: v + eval_skipped[k] for k, v in skipped.items()}  # bad records on either side
     skipped["unparsable line"] = unparsable
-    log(f"{len(train_ex)} training examples, {len(eval_ex)} held out; skipped: "
-        + ", ".join(f"{v} {k}" for k, v in skipped.items()))
+    log(
+        f"{len(train_ex)} training examples, {len(eval_ex)} held out; skipped: "
+        + ", ".join(f"{v} {k}" for k, v in skipped.items())
+    )
 
     model = load_model(t.init_from, cfg.model, rules, cfg.seed)
     graphdef, _ = nnx.split(model)

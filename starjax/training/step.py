@@ -76,7 +76,9 @@ def loss_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[
     return (nll * w).sum(), (w.sum(), (correct * w).sum())
 
 
-def train_step(graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+def train_step(
+    graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState, batch: Batch
+) -> tuple[TrainState, dict]:
     optimizer = make_optimizer(cfg)
     m = cfg.micro_batches
 
@@ -89,8 +91,8 @@ def train_step(graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state
 
     def accumulate(carry, micro: Batch):
         grads, loss, count, correct = carry
-        (l, (n, c)), g = grad_fn(state.params, micro)
-        return (jax.tree.map(jnp.add, grads, g), loss + l, count + n, correct + c), None
+        (micro_loss, (n, c)), g = grad_fn(state.params, micro)
+        return (jax.tree.map(jnp.add, grads, g), loss + micro_loss, count + n, correct + c), None
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
     init = (zeros, jnp.float32(0), jnp.float32(0), jnp.float32(0))
@@ -135,8 +137,14 @@ def program_config(cfg: TrainConfig) -> TrainConfig:
     """
     d = TrainConfig()
     return dataclasses.replace(
-        cfg, steps=cfg.steps if cfg.schedule == "cosine" else d.steps, batch_size=d.batch_size, seq_len=d.seq_len,
-        init_from=None, checkpoint_every=d.checkpoint_every, keep_checkpoints=d.keep_checkpoints, eval_every=d.eval_every,
+        cfg,
+        steps=cfg.steps if cfg.schedule == "cosine" else d.steps,
+        batch_size=d.batch_size,
+        seq_len=d.seq_len,
+        init_from=None,
+        checkpoint_every=d.checkpoint_every,
+        keep_checkpoints=d.keep_checkpoints,
+        eval_every=d.eval_every,
     )
 
 

@@ -25,12 +25,28 @@ PROMPTS = [[1, 17, 33, 5], [1, 60, 61, 62, 63, 64, 9, 10, 11, 40, 41, 90], [1, 7
 NEW_TOKENS = 8
 TEXTS = ["Q: Natalia sold 48 clips in April.\nA:", " The answer is 72 (e).", "héllo  wörld\n\n#### 1,234", "a"]
 
-SHAPE = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, bos_token_id=1, eos_token_id=EOS, pad_token_id=0)
+SHAPE = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    bos_token_id=1,
+    eos_token_id=EOS,
+    pad_token_id=0,
+)
 FAMILIES = {
     # Llama 3.1-style rotary scaling, small enough that all three frequency bands occur at head_dim 16.
-    "llama": (transformers.LlamaConfig, dict(rope_theta=500000.0, rope_scaling=dict(
-        rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64))),
+    "llama": (
+        transformers.LlamaConfig,
+        dict(
+            rope_theta=500000.0,
+            rope_scaling=dict(
+                rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64
+            ),
+        ),
+    ),
     "mistral": (transformers.MistralConfig, dict(sliding_window=None, rope_theta=1e6)),
     "qwen2": (transformers.Qwen2Config, dict(tie_word_embeddings=True)),
     # Gemma: head_dim != hidden / heads, one kv head, saved in bfloat16.
@@ -45,9 +61,15 @@ def reference(model_dir: Path) -> None:
         for p in PROMPTS:
             ids = torch.tensor([p])
             out["logits"].append(model(ids).logits[0].tolist())
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False,
-                                 eos_token_id=EOS, pad_token_id=0)
-            out["greedy"].append(gen[0, len(p):].tolist())
+            gen = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                eos_token_id=EOS,
+                pad_token_id=0,
+            )
+            out["greedy"].append(gen[0, len(p) :].tolist())
     (model_dir / "reference.json").write_text(json.dumps(out))
 
 
@@ -58,7 +80,9 @@ def build_model(out: Path, family: str) -> None:
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     with torch.no_grad():  # every weight random, norms and biases included, so each mapping is exercised
         for name, p in model.named_parameters():
-            p.copy_(torch.randn_like(p) * (0.3 if "norm" in name else 0.15) + (1.0 if "norm" in name and family != "gemma" else 0.0))
+            p.copy_(
+                torch.randn_like(p) * (0.3 if "norm" in name else 0.15) + (1.0 if "norm" in name and family != "gemma" else 0.0)
+            )
     if family == "gemma":
         model = model.to(torch.bfloat16)
     d = out / family
@@ -78,29 +102,61 @@ def build_tokenizers(out: Path) -> None:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tok.train_from_iterator(
+            corpus,
+            trainers.BpeTrainer(
+                vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            ),
+        )
         if with_bos:
             tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-        fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>" if with_bos else None,
-                                                    eos_token="</s>", pad_token="<pad>")
+        fast = transformers.PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<s>" if with_bos else None, eos_token="</s>", pad_token="<pad>"
+        )
         fast.save_pretrained(out / name)
     d = out / "tok_sp"
     d.mkdir(parents=True, exist_ok=True)
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_prefix=str(d / "tokenizer"), vocab_size=400,
-                                   model_type="bpe", bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2,
-                                   byte_fallback=True, character_coverage=1.0, split_digits=True,
-                                   # as Llama 2's tokenizer.model, which transformers' conversion assumes
-                                   normalization_rule_name="identity", remove_extra_whitespaces=False,
-                                   add_dummy_prefix=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus),
+        model_prefix=str(d / "tokenizer"),
+        vocab_size=400,
+        model_type="bpe",
+        bos_id=1,
+        eos_id=2,
+        unk_id=0,
+        pad_id=-1,
+        minloglevel=2,
+        byte_fallback=True,
+        character_coverage=1.0,
+        split_digits=True,
+        # as Llama 2's tokenizer.model, which transformers' conversion assumes
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+    )
     (d / "tokenizer.vocab").unlink()
-    (d / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True,
-         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
+    (d / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "LlamaTokenizer",
+                "add_bos_token": True,
+                "add_eos_token": False,
+                "legacy": True,
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+            }
+        )
+    )
     for name in ("tok_bos", "tok_nobos", "tok_sp"):
         t = AutoTokenizer.from_pretrained(out / name)
-        ref = {"ids": [t(text)["input_ids"] for text in TEXTS], "decoded": [t.decode(t(text)["input_ids"], skip_special_tokens=True) for text in TEXTS],
-               "bos": t.bos_token_id, "eos": t.eos_token_id, "pad": t.pad_token_id}
+        ref = {
+            "ids": [t(text)["input_ids"] for text in TEXTS],
+            "decoded": [t.decode(t(text)["input_ids"], skip_special_tokens=True) for text in TEXTS],
+            "bos": t.bos_token_id,
+            "eos": t.eos_token_id,
+            "pad": t.pad_token_id,
+        }
         (out / name / "reference.json").write_text(json.dumps(ref))
 
 
@@ -110,8 +166,9 @@ def main(argv: list[str]) -> None:
         for family in FAMILIES:
             build_model(out, family)
         build_tokenizers(out)
-        (out / "cases.json").write_text(json.dumps({"prompts": PROMPTS, "new_tokens": NEW_TOKENS, "eos": EOS,
-                                                    "texts": TEXTS, "families": list(FAMILIES)}))
+        (out / "cases.json").write_text(
+            json.dumps({"prompts": PROMPTS, "new_tokens": NEW_TOKENS, "eos": EOS, "texts": TEXTS, "families": list(FAMILIES)})
+        )
     elif len(argv) >= 2 and argv[0] == "run":
         for d in argv[1:]:
             reference(Path(d))
