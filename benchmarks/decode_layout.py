@@ -51,7 +51,8 @@ def main() -> int:
 
     from flax import nnx
 
-    from starjax.config import ConfigError, load_config
+    from starjax.config import load_config
+    from starjax.errors import ConfigError
     from starjax.model.transformer import create_model
     from starjax.runtime import start
 

@@ -39,8 +39,9 @@ def main() -> int:
     parser.add_argument("--preset", default="tiny", choices=sorted(TRAIN_SHAPES))
     parser.add_argument("--steps", type=int, default=3, help="traced steps (after 2 untraced ones)")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--host-malloc", default="auto", choices=("auto", "reuse", "system"), help="runtime.host_malloc")
     args = parser.parse_args()
-    step_fn, state, batches, _ = build_starjax(args.preset, 3 + args.steps)
+    step_fn, state, batches, _ = build_starjax(args.preset, 3 + args.steps, args.host_malloc)
     for i in range(3):  # compile and warm up outside the trace; the last step counts page faults
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         state, metrics = step_fn(state, batches[i])

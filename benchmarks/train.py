@@ -31,7 +31,7 @@ from machine import describe_machine, matmul_peak_gflops  # noqa: E402
 from results import publish  # noqa: E402
 
 
-def build_starjax(preset: str, n_batches: int):
+def build_starjax(preset: str, n_batches: int, host_malloc: str = "auto"):
     """starjax's compiled train step, its state and `n_batches` device batches for `preset`."""
     from flax import nnx
 
@@ -53,6 +53,7 @@ def build_starjax(preset: str, n_batches: int):
             "train.learning_rate=3e-4",
             "train.warmup_steps=0",
             "mesh.data=1",
+            f"runtime.host_malloc={host_malloc}",
         ],
     )
     rules = start(cfg)
@@ -77,8 +78,8 @@ def build_starjax(preset: str, n_batches: int):
     return step_fn, state, [device_batch(batch(i), rules) for i in range(n_batches)], count_params(model)
 
 
-def run_starjax(preset: str, steps: int, warmup: int) -> dict:
-    step_fn, state, batches, params = build_starjax(preset, warmup + steps)
+def run_starjax(preset: str, steps: int, warmup: int, host_malloc: str) -> dict:
+    step_fn, state, batches, params = build_starjax(preset, warmup + steps, host_malloc)
     shape = TRAIN_SHAPES[preset]
     losses = []
 
@@ -120,11 +121,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per engine (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON on the last line")
+    parser.add_argument(
+        "--host-malloc", default="auto", choices=("auto", "reuse", "system"), help="starjax's runtime.host_malloc"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_starjax(args.presets, args.steps, args.warmup)))
+        print(json.dumps(run_starjax(args.presets, args.steps, args.warmup, args.host_malloc)))
         return 0
     presets, engines = args.presets.split(","), args.engines.split(",")
     bad = [p for p in presets if p not in TRAIN_SHAPES] + [e for e in engines if e not in ("starjax", "transformers")]
@@ -138,7 +142,7 @@ def main() -> int:
             print(f"{engine} {preset} ...", file=sys.stderr, flush=True)
             common = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
             if engine == "starjax":  # its own process: a clean JAX, like the peer
-                cmd = [sys.executable, __file__, "--worker", "--presets", preset, *common]
+                cmd = [sys.executable, __file__, "--worker", "--presets", preset, "--host-malloc", args.host_malloc, *common]
             else:
                 from peer_envs import ensure_env
 

@@ -16,8 +16,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from starjax import multihost
-from starjax.config import ConfigError, ModelConfig
-from starjax.model.transformer import Transformer, abstract_model, create_model
+from starjax.model.transformer import Transformer, abstract_model
+from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
 
@@ -62,21 +62,6 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
         raise ValueError(f"checkpoint {str(path)!r} does not match the configured model: {first}") from None
     nnx.replace_by_pure_dict(state, restored)
     return nnx.merge(graphdef, state)
-
-
-def load_model(directory: str | Path | None, cfg: ModelConfig, rules: AxisRules, seed: int) -> Transformer:
-    """Parameters from DIRECTORY (a save_params checkpoint); when it is None, the `model.from_hf`
-    checkpoint's, or a random init."""
-    if directory is None and cfg.from_hf is not None:
-        from starjax.hf.convert import load_hf_model  # imports this module
-
-        return load_hf_model(cfg.from_hf, cfg, rules)
-    if directory is None:
-        return create_model(cfg, rules, seed)
-    try:
-        return restore_params(directory, cfg, rules)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from None
 
 
 class TrainCheckpoints:

@@ -10,7 +10,9 @@ import sys
 import time
 from typing import Sequence
 
-from starjax.config import Config, ConfigError, load_config, to_yaml
+from starjax.config import load_config, to_yaml
+from starjax.errors import ConfigError
+from starjax.schema import Config
 
 USAGE_ERROR = 2
 

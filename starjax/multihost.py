@@ -21,7 +21,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from starjax.config import ConfigError, DistributedConfig
+from starjax.errors import ConfigError
+from starjax.schema import DistributedConfig
 
 ENV_PREFIX = "STARJAX_"
 

@@ -13,19 +13,21 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-import starjax
-from starjax import multihost
-from starjax.config import MESH_AXES, Config, ConfigError, DistributedConfig, MeshConfig, RuntimeConfig, to_yaml
+from starjax import host_memory, multihost
+from starjax.config import to_yaml
+from starjax.errors import ConfigError
+from starjax.schema import MESH_AXES, Config, DistributedConfig, MeshConfig, RuntimeConfig
 from starjax.sharding import AxisRules
 
 
 def setup_runtime(cfg: RuntimeConfig) -> None:
-    """Applies platform and fake-device settings; a no-op when they already hold."""
+    """Applies the host allocator, platform and fake-device settings; a no-op when they already hold."""
+    host_memory.apply(cfg.host_malloc, cfg.platform)
     if cfg.platform is not None and jax.config.jax_platforms != cfg.platform:
         _update_before_start("jax_platforms", cfg.platform, f"runtime.platform={cfg.platform}")
     if cfg.num_cpu_devices and jax.config.jax_num_cpu_devices != cfg.num_cpu_devices:
         _update_before_start("jax_num_cpu_devices", cfg.num_cpu_devices, f"runtime.num_cpu_devices={cfg.num_cpu_devices}")
-    if starjax.HOST_MALLOC_TUNED:
+    if host_memory.is_tuned():
         # the train loop waits for every step anyway; run synchronously, an execution frees its
         # scratch buffer before the next allocates one, so the heap keeps one of them, not two
         jax.config.update("jax_cpu_enable_async_dispatch", False)
@@ -77,7 +79,7 @@ def describe_runtime(mesh: Mesh) -> list[tuple[str, str]]:
         ("devices", f"{len(devices)} x {devices[0].device_kind} ({jax.local_device_count()} local)"),
         ("process", f"{jax.process_index()} of {jax.process_count()}"),
         ("mesh", shape),
-        ("host malloc", "scratch memory reused (starjax/host_memory.py)" if starjax.HOST_MALLOC_TUNED else "glibc defaults"),
+        ("host malloc", "scratch memory reused (starjax/host_memory.py)" if host_memory.is_tuned() else "glibc defaults"),
     ]
 
 

@@ -3,15 +3,16 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# glibc's defaults for the suite and its subprocesses: with 8 fake devices and hundreds of small
-# programs, starjax's host-memory settings make it slower (tests/test_sampler.py: 147 s against
-# 90 s); tests/test_host_memory.py checks those settings in processes of its own
-os.environ.setdefault("STARJAX_HOST_MALLOC", "system")
 
 import jax
 import pytest
 
 jax.config.update("jax_num_cpu_devices", 8)
+# Started here, so commands run in this process keep glibc's malloc defaults (runtime.host_malloc
+# applies only before JAX starts): with 8 fake devices and hundreds of small programs the reuse
+# settings make the suite slower (tests/test_sampler.py: 147 s against 90 s). Commands run as
+# subprocesses (CLI, reproducibility and multi-host tests) get the default; test_host_memory.py checks it.
+jax.devices()
 
 from starjax.config import load_config  # noqa: E402
 from starjax.runtime import build_mesh  # noqa: E402

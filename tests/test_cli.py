@@ -88,7 +88,7 @@ def test_only_implemented_commands_exist():
 def tokenizer_file(tmp_path_factory):
     from test_tokenizer import scratchpad_texts
 
-    from starjax.tokenizer import train_tokenizer
+    from starjax.sentencepiece_tokenizer import train_tokenizer
 
     return train_tokenizer(scratchpad_texts(), tmp_path_factory.mktemp("tok"), vocab_size=320).source
 
@@ -135,7 +135,7 @@ def test_sample_from_random_init_and_from_a_checkpoint(tmp_path, capsys, tokeniz
     from starjax.checkpoint import save_params
     from starjax.config import load_config
     from starjax.model.transformer import create_model
-    from starjax.tokenizer import Tokenizer
+    from starjax.sentencepiece_tokenizer import SentencePieceTokenizer as Tokenizer
 
     cfg = load_config(TINY, [*SAMPLE_ARGS, f"model.vocab_size={Tokenizer.load(tokenizer_file).vocab_size}"])
     ckpt = save_params(tmp_path / "ckpt", create_model(cfg.model, make_rules((2, 2, 2)), cfg.seed))

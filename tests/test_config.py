@@ -1,7 +1,9 @@
 import pytest
 import yaml
 
-from starjax.config import Config, ConfigError, load_config, save_config, to_yaml
+from starjax.config import load_config, save_config, to_yaml
+from starjax.errors import ConfigError
+from starjax.schema import Config
 
 
 def write(tmp_path, text, name="c.yaml"):

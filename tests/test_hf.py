@@ -5,6 +5,7 @@ tests/hf/reference.py builds tiny random-weight models of each family with trans
 records their logits and greedy generations; starjax must reproduce them.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,13 +20,13 @@ import pytest
 from conftest import make_rules
 from flax import nnx
 
-from starjax.checkpoint import load_model
 from starjax.cli import main
-from starjax.config import ConfigError, load_config
+from starjax.config import load_config
+from starjax.errors import ConfigError
 from starjax.hf.convert import export_hf
 from starjax.hf.weights import import_params
 from starjax.sampling.engine import Sampler
-from starjax.tokenizer import load_tokenizer
+from starjax.sources import load_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "hf" / "reference.py"
@@ -115,14 +116,15 @@ def test_exports_load_in_transformers_and_match(ref, tmp_path):
     cases, models = _cases(ref), {}
     for i, family in enumerate(FAMILIES):
         cfg = load_config(None, [f"model.from_hf={ref / family}", "model.init_std=0.15"])
-        cfg.model.from_hf = None  # a fresh starjax model of this family's shape
-        model = load_model(None, cfg.model, make_rules(), seed=i)
+        fresh = dataclasses.replace(cfg.model, from_hf=None)  # a fresh starjax model of this family's shape
+        model = load_model(None, fresh, make_rules(), seed=i)
         state = nnx.state(model)
         leaves, tree = jax.tree.flatten(state)
         keys = jax.random.split(jax.random.key(i), len(leaves))
         nnx.update(model, jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]))
-        cfg.model.from_hf = str(ref / family)  # export as that family, with its tokenizer ids
-        export_hf(model, cfg, tmp_path / family, "float32", max_shard_bytes=5 * 10**9)
+        export_hf(  # as that family (cfg.model.from_hf), with its tokenizer ids
+            model, cfg, tmp_path / family, "float32", max_shard_bytes=5 * 10**9
+        )
         models[family] = model
     _torch("run", *(str(tmp_path / f) for f in FAMILIES))
     for family, model in models.items():
@@ -241,8 +243,8 @@ def test_from_hf_sets_architecture_and_tokenizer(ref, tmp_path):
         True,
     )
     assert m.param_dtype == "bfloat16"  # dtypes stay the user's
-    from starjax.tokenizer import load_run_tokenizer
+    from starjax.sources import load_run_tokenizer, with_vocab
 
     assert load_tokenizer(m.from_hf).encode("a", add_bos=True)[0] == 1
     with pytest.raises(ConfigError, match="model.vocab_size=96 is smaller than the tokenizer's 300"):
-        load_run_tokenizer(cfg, "test")  # found through model.from_hf, and checked against the model
+        with_vocab(cfg, load_run_tokenizer(cfg, "test"))  # found through model.from_hf, and checked against the model

@@ -136,8 +136,9 @@ def test_fused_inference_layout_equals_stored_layout(model_cfg, rules, bias, out
         monkeypatch.setattr(layers, "OUT_MAJOR_MIN_SIZE", 0)
     cfg = dataclasses.replace(model_cfg, qkv_bias=bias, tie_embeddings=tie)
     model = create_model(cfg, rules, seed=4)
-    layer_weights, head = model.fused_weights()
-    leaves = jax.tree.leaves(layer_weights, is_leaf=lambda x: isinstance(x, layers.DecodeWeight))
+    fused = model.fused_weights()
+    head = fused.head
+    leaves = jax.tree.leaves((fused.attention, fused.mlp), is_leaf=lambda x: isinstance(x, layers.DecodeWeight))
     weights = [w for w in leaves if isinstance(w, layers.DecodeWeight)]
     assert len(weights) == 4 * cfg.num_layers and {w.out_major for w in weights} == {out_major}
     assert (head is not None) == out_major

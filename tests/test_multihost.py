@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from test_star import ROOT, comparable, star_args, write_task
 
-from starjax.config import ConfigError, load_config
+from starjax.config import load_config
+from starjax.errors import ConfigError
 
 MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
 RUN = ["star.iterations=1", "pretrain.steps=40", *MESH]
@@ -77,10 +78,10 @@ def params(run_dir: Path) -> dict:
     from flax import nnx
 
     from starjax.checkpoint import restore_params
-    from starjax.tokenizer import Tokenizer
+    from starjax.sentencepiece_tokenizer import SentencePieceTokenizer as Tokenizer
 
-    cfg = load_config(run_dir / "config.yaml")
-    cfg.model.vocab_size = Tokenizer.load(run_dir / "tokenizer.model").vocab_size
+    vocab = Tokenizer.load(run_dir / "tokenizer.model").vocab_size
+    cfg = load_config(run_dir / "config.yaml", [f"model.vocab_size={vocab}"])
     return nnx.to_pure_dict(nnx.state(restore_params(run_dir / "params" / "iter_1", cfg.model, make_rules())))
 
 

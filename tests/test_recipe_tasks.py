@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from starjax.config import FILE_FORMATS, ConfigError, load_config
+from starjax.config import load_config
+from starjax.errors import ConfigError
 from starjax.tasks.base import Problem, Task
-from starjax.tasks.formats import FORMATS
+from starjax.tasks.formats import FILE_FORMATS, FORMATS
 from starjax.tasks.registry import make_task
 from starjax.tasks.verifiers import choice, exact, numeric
 
@@ -394,13 +395,17 @@ def test_trim_cuts_an_invented_next_exemplar_before_verifying_and_keeping():
 
 
 def test_plain_few_shot_run_on_is_verified_and_kept_without_the_invented_exemplar(tmp_path):
-    from starjax.star.kept import attempts, keep
+    from starjax.registry import SELECTORS
+    from starjax.star.kept import attempts, select
+    from starjax.star.plugins.scorers import RuleScorer
+    from starjax.star.protocols import Context
     from starjax.tasks.base import Continuation
 
     task = Task(exact, few_shot=1)
     p = Problem("q", "Where is Paris?", "France")
     run_on = Continuation("The answer is France\n\nQuestion: Where is Rome?\nAnswer:\nThe answer is Italy", truncated=True)
-    (a,) = attempts(task, [p], [[run_on]], hinted=False)[0]
+    (a,) = attempts(task, [p], [task.prompt(p)], [[run_on]], False, {"answer": RuleScorer(task)})[0]
     assert (a.extracted, a.correct) == ("France", True)
-    (kept,) = keep(task, [p], [[a]], cap=1, dedupe=True)
-    assert kept["completion"] == "The answer is France" and "Question:" not in kept["completion"]
+    ctx = Context(load_config(None, []), task)
+    (kept,) = select(task, [p], [[a]], [SELECTORS.get(n).build(ctx) for n in ("correct", "dedupe", "cap")], False)[1]
+    assert kept.completion == "The answer is France" and "Question:" not in kept.completion

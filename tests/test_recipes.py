@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import make_rules
 
-from starjax.checkpoint import load_model
 from starjax.cli import main
 from starjax.config import load_config
 from starjax.hf.convert import export_hf
+from starjax.sources import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

@@ -44,13 +44,22 @@ SMALL_DEMO = [
 ]
 
 
-def star_run(tmp: Path, name: str, env: dict[str, str]) -> Path:
+def star_run(tmp: Path, name: str, env: dict[str, str], overrides: list[str]) -> Path:
     """`starjax star` on the demo config, shrunk, in a process of its own with a fresh HOME (so a
-    fresh ~/.cache: the TFDS data is generated anew) and the given environment."""
+    fresh ~/.cache: the TFDS data is generated anew), the given environment and overrides."""
     home, run_dir = tmp / name / "home", tmp / name / "run"
     home.mkdir(parents=True)
     full_env = {**os.environ, "HOME": str(home), **env}
-    cmd = [sys.executable, "-m", "starjax.cli", "star", str(ROOT / "configs" / "demo.yaml"), *SMALL_DEMO, f"run_dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "starjax.cli",
+        "star",
+        str(ROOT / "configs" / "demo.yaml"),
+        *SMALL_DEMO,
+        *overrides,
+        f"run_dir={run_dir}",
+    ]
     p = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert (home / ".cache" / "starjax" / "tfds").is_dir(), "the task data was not generated under the fresh HOME"
@@ -72,15 +81,15 @@ def params_digest(directory: Path, run_dir: Path) -> str:
 
 
 def _vocab(run_dir: Path) -> int:
-    from starjax.tokenizer import Tokenizer
+    from starjax.sentencepiece_tokenizer import SentencePieceTokenizer as Tokenizer
 
     return Tokenizer.load(run_dir / "tokenizer.model").vocab_size
 
 
 @pytest.mark.slow
 def test_a_star_run_is_a_function_of_its_config_and_code(tmp_path):
-    a = star_run(tmp_path, "a", {"PYTHONHASHSEED": "1", "STARJAX_HOST_MALLOC": "system"})
-    b = star_run(tmp_path, "b", {"PYTHONHASHSEED": "2", "STARJAX_HOST_MALLOC": "reuse"})
+    a = star_run(tmp_path, "a", {"PYTHONHASHSEED": "1"}, ["runtime.host_malloc=system"])
+    b = star_run(tmp_path, "b", {"PYTHONHASHSEED": "2"}, ["runtime.host_malloc=reuse"])
     assert (a / "tokenizer.model").read_bytes() == (b / "tokenizer.model").read_bytes()
     assert len(metrics(a)) == 3 and metrics(a) == metrics(b)
     for n in (1, 2):

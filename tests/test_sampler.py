@@ -11,12 +11,13 @@ from conftest import SMALL_MODEL, make_rules
 from flax import nnx
 from test_tokenizer import scratchpad_texts
 
-from starjax.config import ConfigError, load_config
+from starjax.config import load_config
+from starjax.errors import ConfigError
 from starjax.model import layers
 from starjax.model.transformer import create_model
 from starjax.sampling.engine import Sampler
 from starjax.sampling.strategies import SamplingSettings, choose_tokens, sample_categorical
-from starjax.tokenizer import train_tokenizer
+from starjax.sentencepiece_tokenizer import train_tokenizer
 
 PROMPTS = ["Input:\n1 2 + 3 4", "Input:\n9 9 9 + 1\nTarget:", "7", "Input:\n5 0 5 + 5 5 5\nTarget:\n<scratch>"]
 

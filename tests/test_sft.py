@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def files(tmp_path_factory):
     from test_tokenizer import scratchpad_texts
 
-    from starjax.tokenizer import train_tokenizer
+    from starjax.sentencepiece_tokenizer import train_tokenizer
 
     d = tmp_path_factory.mktemp("sft")
     tok = train_tokenizer(scratchpad_texts(), d / "tok", vocab_size=320).source
@@ -235,7 +235,7 @@ def test_tfds_dataset_as_training_data(files, tmp_path, capsys):
     "extra, message",
     [
         (["data.train=null"], "needs data: set data.train"),
-        (["data.train=/nope.jsonl"], "data file '/nope.jsonl' not found"),
+        (["data.train=/nope.jsonl"], "data.train: file '/nope.jsonl' not found"),
         (["data.train=tfds:no_such_dataset"], "TFDS dataset 'no_such_dataset' not found"),
         (["train.batch_size=4096"], "fewer than train.batch_size=4096"),
         (["train.init_from=/nope"], "checkpoint '/nope' not found"),

@@ -10,10 +10,11 @@ from conftest import make_rules
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from starjax.config import ConfigError, MeshConfig, RuntimeConfig
+from starjax.errors import ConfigError
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import create_model
 from starjax.runtime import build_mesh, mesh_shape, setup_runtime
+from starjax.schema import MeshConfig, RuntimeConfig
 
 # What the default rules must give on a data x fsdp x tensor mesh (a golden table: a change
 # to the defaults has to change this on purpose).

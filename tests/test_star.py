@@ -16,13 +16,21 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_MODEL
 
+from starjax import theory
 from starjax.cli import main
 from starjax.config import load_config, to_yaml
+from starjax.errors import ConfigError
+from starjax.registry import SELECTORS
 from starjax.star import reference, report
-from starjax.star.kept import Attempt, attempts, keep, majority_correct, merge_kept, pass_at_k, solved, solves
-from starjax.star.loop import fill_batch, reached, train_steps
+from starjax.star.driver import Driver, Phase
+from starjax.star.kept import attempts, majority_correct, merge, pass_at_k, select
+from starjax.star.loop import fill_batch, train_steps
+from starjax.star.plugins.rollouts import Continuations
+from starjax.star.plugins.scorers import RuleScorer
 from starjax.star.predict import predict
+from starjax.star.protocols import Context
 from starjax.star.setup import config_changes
+from starjax.star.state import Attempt, Kept, RunState
 from starjax.tasks.addition import Addition
 from starjax.tasks.addition import make_problem as addition_problem
 from starjax.tasks.base import Continuation, Problem, Task
@@ -82,34 +90,70 @@ def star_args(d: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_keep_caps_dedupes_and_stores_rationalizations_without_the_hint():
-    task = Task(exact)
+STAR = ["correct", "dedupe", "cap"]
+
+
+class StepTask(Task):
+    checks_steps = True
+
+
+def selectors(task: Task, names: list[str], cap: int = 1, *options: str) -> list:
+    cfg = load_config(None, [f"star.selectors=[{','.join(names)}]", f"selection.cap.per_question={cap}", *options])
+    return [SELECTORS.get(n).build(Context(cfg, task)) for n in names]
+
+
+def keep(task: Task, problems, tries, names=STAR, cap: int = 1, few_shot_prompt: bool = False) -> list[dict]:
+    return [k.record() for k in select(task, problems, tries, selectors(task, names, cap), few_shot_prompt)[1]]
+
+
+def judge(task: Task, problems, rows, hinted: bool = False):
+    return attempts(task, problems, [task.prompt(p) for p in problems], rows, hinted, {"answer": RuleScorer(task)})
+
+
+def test_selectors_cap_dedupe_and_store_rationalizations_without_the_hint():
+    task = StepTask(exact)
     p = Problem("q1", "what?", "42")
     row = [
         Attempt("q1", "", True, text, "42", ok) for text, ok in [("a", True), ("a", True), ("b", False), ("c", True), ("d", True)]
     ]
-    kept = keep(task, [p], [row], cap=2, dedupe=True)
+    kept = keep(task, [p], [row], cap=2)
     assert [r["completion"] for r in kept] == ["a", "c"]
     assert all(r["rationalized"] and "Hint" not in r["prompt"] and r["prompt"] == task.prompt(p) for r in kept)
-    assert [r["completion"] for r in keep(task, [p], [row], cap=3, dedupe=False)] == ["a", "a", "c"]
+    assert [r["completion"] for r in keep(task, [p], [row], ["correct", "cap"], cap=3)] == ["a", "a", "c"]
     row = [Attempt("q1", "", False, text, "42", True, steps) for text, steps in [("a", False), ("b", True)]]
-    assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True)] == ["a", "b"]
-    assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, verify_steps=True)] == ["b"]
+    assert [r["completion"] for r in keep(task, [p], [row], cap=2)] == ["a", "b"]
+    assert [r["completion"] for r in keep(task, [p], [row], ["correct", "verify_steps", "dedupe", "cap"], 2)] == ["b"]
     row = [
         Attempt("q1", "", False, text, "42", ok)
         for text, ok in [("x", True), ("y", True), ("z", False), ("y", True), ("z", False), ("z", False)]
     ]
-    assert [r["completion"] for r in keep(task, [p], [row], cap=1, dedupe=True)] == ["x"]
+    assert [r["completion"] for r in keep(task, [p], [row])] == ["x"]
     # the rationale drawn twice goes first; a wrong one drawn more often never counts
-    assert [r["completion"] for r in keep(task, [p], [row], cap=1, dedupe=True, prefer_frequent=True)] == ["y"]
-    assert [r["completion"] for r in keep(task, [p], [row], cap=2, dedupe=True, prefer_frequent=True)] == ["y", "x"]
-    merged = merge_kept(
-        [{"id": "q1", "completion": "a"}, {"id": "q2", "completion": "z"}],
-        [{"id": "q1", "completion": "c"}, {"id": "q1", "completion": "a"}],
-        cap=2,
-        dedupe=True,
+    frequent = ["prefer_frequent", *STAR]
+    assert [r["completion"] for r in keep(task, [p], [row], frequent)] == ["y"]
+    assert [r["completion"] for r in keep(task, [p], [row], frequent, cap=2)] == ["y", "x"]
+    merged = merge(
+        [Kept("q1", "", "a", False, None), Kept("q2", "", "z", False, None)],
+        [Kept("q1", "", "c", False, None), Kept("q1", "", "a", False, None)],
+        selectors(task, STAR, 2),
     )
-    assert [(r["id"], r["completion"]) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
+    assert [(r.id, r.completion) for r in merged] == [("q1", "c"), ("q1", "a"), ("q2", "z")]
+
+
+def test_threshold_and_best_of_n_select_by_a_named_score():
+    task = Task(exact)
+    p = Problem("q", "?", "7")
+    row = [
+        Attempt("q", "", False, t, "7", True, scores={"answer": 1.0, "judge": s}) for t, s in [("a", 0.2), ("b", 0.9), ("c", 0.5)]
+    ]
+    scored = ["star.scorers=[answer,judge:x]"]
+    cfg = load_config(None, [*scored, "selection.threshold.scorer=judge", "selection.threshold.min_score=0.5"])
+    threshold = SELECTORS.get("threshold").build(Context(cfg, task))
+    assert [a.completion for a in threshold(p, row)] == ["b", "c"]
+    cfg = load_config(None, [*scored, "selection.best_of_n.scorer=judge", "selection.best_of_n.n=2"])
+    assert [a.completion for a in SELECTORS.get("best_of_n").build(Context(cfg, task))(p, row)] == ["b", "c"]
+    with pytest.raises(ConfigError, match="selection.threshold.scorer='nope' is not in star.scorers"):
+        load_config(None, ["star.selectors=[threshold]", "selection.threshold.scorer=nope"])
 
 
 def test_kept_records_hold_the_bare_question_unless_told_otherwise():
@@ -118,10 +162,10 @@ def test_kept_records_hold_the_bare_question_unless_told_otherwise():
     task.set_shots([shot])
     for hinted in (False, True):
         row = [Attempt("q", "", hinted, "Paris is in France.\nThe answer is France", "France", True)]
-        (bare,) = keep(task, [p], [row], cap=1, dedupe=True)
+        (bare,) = keep(task, [p], [row])
         assert bare["prompt"] == "Question: Where is Paris?\nAnswer:\n"
         assert "Rome" not in bare["prompt"] and "Hint" not in bare["prompt"]
-        (few,) = keep(task, [p], [row], cap=1, dedupe=True, few_shot_prompt=True)
+        (few,) = keep(task, [p], [row], few_shot_prompt=True)
         assert (
             few["prompt"] == task.prompt(p)
             and few["prompt"].startswith("Question: Where is Rome?")
@@ -132,11 +176,14 @@ def test_kept_records_hold_the_bare_question_unless_told_otherwise():
 def test_verify_steps_solves_a_question_only_through_sound_steps():
     """A question whose only right answers went through a wrong step is unsolved under
     verify_steps: nothing is kept and it goes to rationalization."""
+    task, p = StepTask(exact), Problem("q", "?", "7")
     lucky = Attempt("q", "", False, "wrong step, right answer", "7", True, steps_ok=False)
     sound = Attempt("q", "", False, "sound", "7", True, steps_ok=True)
-    assert solves(lucky, verify_steps=False) and not solves(lucky, verify_steps=True) and solves(sound, True)
-    assert solved([[lucky], [lucky, sound]], verify_steps=True) == [False, True]
-    assert solved([[lucky], [lucky, sound]], verify_steps=False) == [True, True]
+    checked = selectors(task, ["correct", "verify_steps", *STAR[1:]])
+    assert select(task, [p, p], [[lucky], [lucky, sound]], checked, False)[0] == [False, True]
+    assert select(task, [p, p], [[lucky], [lucky, sound]], selectors(task, STAR), False)[0] == [True, True]
+    with pytest.raises(ConfigError, match="checks answers only"):
+        selectors(Task(exact), ["verify_steps"])
 
 
 def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
@@ -146,9 +193,12 @@ def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
     p = addition_problem("x", 964, 494)
     gold = task.completion(task.target(p), p.answer)
     lucky = gold.replace("9 + 4 , 5 8 C: 1", "9 + 4 , 6 8 C: 1")  # a wrong step, the right answer
-    tries = attempts(task, [p], [[Continuation(gold), Continuation(lucky), Continuation("no scratchpad")]], hinted=False)
+    tries = judge(task, [p], [[Continuation(gold), Continuation(lucky), Continuation("no scratchpad")]])
     assert [(a.correct, a.steps_ok) for a in tries[0]] == [(True, True), (True, False), (False, False)]
-    assert 0 <= predict(task, [p], tries)["predicted_accuracy"] <= 1
+    m, t = task.chain_shape(p)  # two of three samples right: the effective d of 2/3, one STaR step
+    d = theory.effective_delta(2 / 3, m, t)
+    predicted = predict(task, [p], tries)["predicted_accuracy"]
+    assert predicted == pytest.approx(theory.accuracy(theory.star_update([d] * t, m), m)) and predicted > 2 / 3
 
 
 def test_a_completion_cut_at_max_new_tokens_is_never_correct_nor_kept():
@@ -162,19 +212,20 @@ def test_a_completion_cut_at_max_new_tokens_is_never_correct_nor_kept():
             return completion.split("\n\nQuestion:")[0]
 
     rows = [[Continuation("The answer is 7", truncated=True), Continuation("The answer is 7")]]
-    tries = attempts(task, [p], rows, hinted=False)
+    tries = judge(task, [p], rows)
     assert [(a.extracted, a.correct, a.truncated) for a in tries[0]] == [("7", False, True), ("7", True, False)]
-    assert [r["completion"] for r in keep(task, [p], [tries[0][:1]], cap=2, dedupe=True)] == []
+    assert [r["completion"] for r in keep(task, [p], [tries[0][:1]], cap=2)] == []
     ran_on = Continuation("The answer is 7\n\nQuestion: 1 + 1", truncated=True)
-    (a,) = attempts(Trims(exact), [p], [[ran_on]], hinted=False)[0]
+    (a,) = judge(Trims(exact), [p], [[ran_on]])[0]
     assert (a.completion, a.correct, a.truncated) == ("The answer is 7", True, False)
 
 
-def test_task_complete_carries_the_samplers_finish_reason():
+def test_the_rollout_carries_the_samplers_finish_reason():
     done = types.SimpleNamespace(text="7", finish="stop")
     cut = types.SimpleNamespace(text="The answer is 7", finish="length")
     sampler = types.SimpleNamespace(generate=lambda prompts, seed, **kw: [[done, cut] for _ in prompts])
-    assert Task(exact).complete(sampler, ["?"], 0, 1.0, 2) == [[Continuation("7"), Continuation("The answer is 7", True)]]
+    rollout = Continuations(Context(load_config(None, []), Task(exact)))
+    assert rollout.complete(sampler, ["?"], 0, 1.0, 2) == [[Continuation("7"), Continuation("The answer is 7", True)]]
 
 
 def test_the_table_shows_wrong_steps_only_for_tasks_that_check_them():
@@ -244,22 +295,43 @@ def test_step_schedule_and_small_kept_sets():
 
 
 def test_resume_skips_exactly_the_phases_already_checkpointed():
-    fresh = {"iteration": 0, "phase": None}
-    trained = {"iteration": 2, "phase": "trained"}
-    assert not reached(fresh, 0, "evaluated")
-    assert reached(trained, 2, "generated") and reached(trained, 2, "trained")  # a trained policy never regenerates
-    assert not reached(trained, 2, "evaluated") and not reached(trained, 3, "generated")
-    assert reached({"iteration": 2, "phase": "generated"}, 2, "generated")
-    assert not reached({"iteration": 2, "phase": "generated"}, 2, "trained")
+    done, saved = [], []
+
+    def phase(name: str, first: int = 1) -> Phase:
+        return Phase(name, lambda state, n: done.append((n, name)) or state, first)
+
+    driver = Driver([phase("generated"), phase("trained"), phase("evaluated", 0)], lambda step, s: saved.append(step))
+    trained = RunState(iteration=2, phase="trained")
+    assert driver.reached(trained, 2, "generated") and driver.reached(trained, 2, "trained")  # never regenerates
+    assert not driver.reached(trained, 2, "evaluated") and not driver.reached(trained, 3, "generated")
+    assert not driver.reached(RunState(), 0, "evaluated")
+    end = driver.run(trained, 3)
+    assert done == [(2, "evaluated"), (3, "generated"), (3, "trained"), (3, "evaluated")]
+    assert saved == [8, 9, 10, 11] and (end.iteration, end.phase) == (3, "evaluated")
+    done.clear()
+    driver.run(RunState(), 1)  # iteration 0 is the base model: evaluated only
+    assert done == [(0, "evaluated"), (1, "generated"), (1, "trained"), (1, "evaluated")]
+
+
+def test_run_state_round_trips_through_json_and_reads_the_untyped_state_of_earlier_versions():
+    kept = Kept("q", "Question: ?\nAnswer:\n", "The answer is 7", False, None)
+    state = RunState(3, "trained", (kept,), (kept,), (), {"kept": 1})
+    assert RunState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    old = {k: v for k, v in state.to_json().items() if k != "version"}  # as starjax wrote it before RunState
+    assert RunState.from_json(old) == state
+    with pytest.raises(ConfigError, match="newer starjax"):
+        RunState.from_json({**state.to_json(), "version": 99})
+    with pytest.raises(ConfigError, match="not one starjax can read"):
+        RunState.from_json({"iteration": 1})
 
 
 def test_config_changes_ignore_the_iteration_count():
-    a = "star:\n  iterations: 3\n  temperature: 0.0\n  dedupe: true\nseed: 1\n"
+    a = "star:\n  iterations: 3\n  temperature: 0.0\n  rationalize: true\nseed: 1\n"
     assert config_changes(a, a.replace("iterations: 3", "iterations: 9")) == []
     assert config_changes(a, a.replace("seed: 1", "seed: 2")) == [("seed", 1, 2)]
-    older = a.replace("  dedupe: true\n", "")  # a run saved before the key existed: compared as its default
-    assert "dedupe" not in older and config_changes(older, a) == []
-    assert config_changes(older, a.replace("dedupe: true", "dedupe: false")) == [("star.dedupe", None, False)]
+    older = a.replace("  rationalize: true\n", "")  # a run saved before the key existed: compared as its default
+    assert "rationalize" not in older and config_changes(older, a) == []
+    assert config_changes(older, a.replace("rationalize: true", "rationalize: false")) == [("star.rationalize", None, False)]
     # where a run runs (processes, devices, mesh sizes) may change on resume; what it runs may not
     here = to_yaml(load_config(None, []))
     moved = to_yaml(load_config(None, ["runtime.num_cpu_devices=4", "mesh.data=4", "runtime.distributed.mode=auto"]))
@@ -311,11 +383,12 @@ def test_star_end_to_end_writes_the_run_directory(finished_run, capsys):
         "empty answer": 1,
         "prompt longer than the largest sampler bucket": 1,
     }
-    assert set(history[1]["test_accuracy_by_difficulty"]) <= {"easy", "hard"}
+    labels = {json.loads(line)["difficulty"] for line in (d / "test.jsonl").read_text().splitlines()}
+    assert set(history[1]["test_accuracy_by_difficulty"]) == labels and labels
     assert history[1]["train_steps"] == 4 and history[2]["train_steps"] == 5
     assert history[1]["kept"] > 0, "the pre-trained model should solve some questions"
     samples = [json.loads(line) for line in (run / "samples" / "iter_1.jsonl").read_text().splitlines()]
-    assert {"id", "completion", "extracted", "correct", "hinted"} <= set(samples[0])
+    assert set(samples[0]) == {"question", "answer", *Attempt.__dataclass_fields__}
     assert sum(not s["hinted"] for s in samples) == 48  # every training question, once
     assert (run / "accuracy.png").stat().st_size > 1000 and list((run / "tb").iterdir())
     assert (run / "params" / "iter_2").is_dir() and (run / "tokenizer.model").is_file()
@@ -354,7 +427,11 @@ def test_a_different_config_refuses_to_resume_unless_told(finished_run, capsys):
         (["task.jsonl.verifier=no_such_module:f"], "cannot import verifier"),
         (["star.temprature=1"], "did you mean star.temperature"),
         (["star.num_samples=4"], "set a temperature"),
-        (["star.verify_steps=true"], "checks answers only"),
+        (["star.selectors=[correct,verify_steps]"], "checks answers only"),
+        (["star.selectors=[correct,nope]"], "unknown selector 'nope'"),
+        (["star.scorers=[steps]"], "needs a task that checks its rationales' steps"),
+        (["star.scorers=[no_such_module:f]"], "cannot import scorer"),
+        (["star.rollout=markov_chain"], "needs a task of state transitions"),
         (["star.temperature=1", "star.num_samples=32"], "star.num_samples=32 exceeds sampler.batch_size=16"),
         (["star.temperature=1", "star.num_samples=4"], "4 prompts per call, not a multiple of the mesh's data x fsdp = 8"),
         (["star.rationalize_samples=32"], "star.rationalize_samples=32 exceeds sampler.batch_size=16"),
@@ -510,7 +587,8 @@ def test_warm_start_trains_on_gold_targets_first_and_a_restart_reuses_it(tmp_pat
     rules = runtime.start(cfg)
     logs: list[str] = []
     setup.load(logs.append)
-    args = (cfg, rules, setup.task, setup.splits, setup.tokenizer, logs.append)
+    rollout = Continuations(Context(setup.cfg, setup.task))
+    args = (setup.cfg, rules, setup.task, rollout, setup.splits, setup.tokenizer, setup.run_dir, logs.append)
     model = base_model(*args)
     run = tmp_path / "run"
     assert "warm start: 3 steps on 16 examples" in logs  # one gold target per question (4^2 pairs)

@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from starjax.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from starjax.sentencepiece_tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+from starjax.sentencepiece_tokenizer import SentencePieceTokenizer as Tokenizer
 
 
 def scratchpad_texts(n=200, seed=0):

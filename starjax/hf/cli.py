@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
-import sys
 from pathlib import Path
 
 from starjax import runtime
-from starjax.config import DTYPES, Config, ConfigError, load_config
-
-
-def _log(msg: str) -> None:
-    print(f"starjax: {msg}", file=sys.stderr, flush=True)
+from starjax.config import load_config
+from starjax.errors import ConfigError
+from starjax.log import log
+from starjax.run_dir import RunDir
+from starjax.schema import DTYPES, Config
 
 
 def parse_size(text: str) -> int:
@@ -35,9 +35,9 @@ def run_import(args: argparse.Namespace) -> int:
     from starjax.model.transformer import count_params
 
     rules = runtime.start(cfg)
-    _log(f"importing {src} ({cfg.model.num_layers} layers, d_model {cfg.model.d_model}) as {cfg.model.param_dtype}")
+    log(f"importing {src} ({cfg.model.num_layers} layers, d_model {cfg.model.d_model}) as {cfg.model.param_dtype}")
     n = count_params(import_hf(src, out, cfg.model, rules))
-    _log(
+    log(
         f"wrote {out}: {n:,} parameters in params/ (Orbax) with the checkpoint's config and tokenizer; "
         f"use it as model.from_hf={out}"
     )
@@ -45,24 +45,24 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _export_tokenizer(cfg: Config):
-    """The run's tokenizer (its ids go into config.json), or None when it has none."""
-    from starjax.tokenizer import load_run_tokenizer
+    """(the run's tokenizer, whose ids go into config.json, or None when it has none; the config
+    with model.vocab_size filled in)."""
+    from starjax.sources import load_run_tokenizer, with_vocab
 
-    if cfg.tokenizer.path or cfg.model.from_hf:
-        return load_run_tokenizer(cfg, "export-hf")
-    trained = Path(cfg.run_dir) / "tokenizer.model"
-    if trained.is_file():
-        cfg.tokenizer.path = str(trained)
-        return load_run_tokenizer(cfg, "export-hf")
-    if cfg.model.vocab_size is None:
-        raise ConfigError(f"no tokenizer.path, model.from_hf or {trained}; set tokenizer.path or model.vocab_size")
-    return None
+    if not (cfg.tokenizer.path or cfg.model.from_hf):
+        trained = RunDir.at(cfg.run_dir).tokenizer
+        if not trained.is_file():
+            if cfg.model.vocab_size is None:
+                raise ConfigError(f"no tokenizer.path, model.from_hf or {trained}; set tokenizer.path or model.vocab_size")
+            return None, cfg
+        cfg = dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, path=str(trained)))
+    tokenizer = load_run_tokenizer(cfg, "export-hf")
+    return tokenizer, with_vocab(cfg, tokenizer)
 
 
 def run_export(args: argparse.Namespace, cfg: Config) -> int:
-    from starjax.checkpoint import load_model
     from starjax.hf.convert import export_hf
-    from starjax.star.diagnose import newest_policy
+    from starjax.sources import load_model
 
     out = Path(args.out).expanduser()
     if out.exists() and any(out.iterdir()):
@@ -70,12 +70,12 @@ def run_export(args: argparse.Namespace, cfg: Config) -> int:
     if args.dtype not in DTYPES:
         raise ConfigError(f"--dtype {args.dtype!r} must be one of {list(DTYPES)}")
     max_shard = parse_size(args.max_shard_size)
-    checkpoint = args.checkpoint or newest_policy(cfg)
+    checkpoint = args.checkpoint or RunDir.at(cfg.run_dir).newest_policy()
     if checkpoint is None and not cfg.model.from_hf:
         raise ConfigError(f"no --checkpoint and no policy in {cfg.run_dir}; give --checkpoint DIR")
-    tokenizer = _export_tokenizer(cfg)
+    tokenizer, cfg = _export_tokenizer(cfg)
     rules = runtime.start(cfg)
     model = load_model(checkpoint, cfg.model, rules, cfg.seed)
     files = export_hf(model, cfg, out, args.dtype, max_shard, tokenizer)
-    _log(f"exported {checkpoint or cfg.model.from_hf} to {out} ({len(files)} safetensors file(s), {args.dtype})")
+    log(f"exported {checkpoint or cfg.model.from_hf} to {out} ({len(files)} safetensors file(s), {args.dtype})")
     return 0

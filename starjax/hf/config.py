@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from starjax.config import ConfigError, ModelConfig, RopeScalingConfig
+from starjax.errors import ConfigError
+from starjax.schema import ModelConfig, RopeScalingConfig
 
 # model_type -> architecture class name written on export.
 FAMILIES = {
@@ -131,12 +132,10 @@ def _rope(hf: dict[str, Any]) -> tuple[float, RopeScalingConfig | None]:
     raise ConfigError(f"unsupported rope_type={kind!r}; starjax computes default, linear and llama3 rotary embeddings")
 
 
-def apply_hf_architecture(m: ModelConfig) -> None:
-    """Sets `m`'s architecture keys from the config.json of `m.from_hf`."""
-    assert m.from_hf is not None
-    for key, value in model_keys_from_hf(read_hf_config(m.from_hf)).items():
-        setattr(m, key, value)
-    m.preset = None  # the checkpoint, not a preset, decides the shape
+def hf_architecture_layer(from_hf: str) -> dict[str, Any]:
+    """The `model` keys the config.json of `from_hf` decides: a config layer over every other
+    (the checkpoint, not a preset or an override, decides the shape)."""
+    return {**model_keys_from_hf(read_hf_config(from_hf)), "preset": None}
 
 
 def family_of(m: ModelConfig, source: dict[str, Any] | None = None) -> str:

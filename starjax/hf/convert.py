@@ -13,11 +13,12 @@ from pathlib import Path
 
 from starjax import multihost
 from starjax.checkpoint import restore_params, save_params
-from starjax.config import Config, ConfigError, ModelConfig
+from starjax.errors import ConfigError
 from starjax.hf.config import hf_config_from_model, read_hf_config
 from starjax.hf.tokenizer import TOKENIZER_FILES
 from starjax.hf.weights import export_weights, import_params, replace_dir
 from starjax.model.transformer import Transformer
+from starjax.schema import Config, ModelConfig
 from starjax.sharding import AxisRules
 
 PARAMS = "params"

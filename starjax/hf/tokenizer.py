@@ -1,4 +1,4 @@
-"""A Hugging Face checkpoint's own tokenizer, behind the interface of starjax's `Tokenizer`.
+"""A Hugging Face checkpoint's own tokenizer, behind the `starjax.tokenizer.Tokenizer` interface, a peer of SentencePieceTokenizer.
 
 `tokenizer.json` (Llama 3, Qwen, and most current checkpoints) is run by the `tokenizers`
 library, exactly as transformers' fast tokenizers run it; a directory with only a SentencePiece
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from starjax.config import ConfigError
+from starjax.errors import ConfigError
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -118,7 +118,7 @@ def _metaspace_first(path: Path):
     it on decode), where SentencePiece itself always adds it."""
     from sentencepiece import sentencepiece_model_pb2
 
-    from starjax.tokenizer import Tokenizer
+    from starjax.sentencepiece_tokenizer import SentencePieceTokenizer
 
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer file {str(path)!r} not found")
@@ -129,7 +129,7 @@ def _metaspace_first(path: Path):
         raise ValueError(f"{path} is not a SentencePiece model") from None
     prepend = proto.normalizer_spec.add_dummy_prefix
     proto.normalizer_spec.add_dummy_prefix = False
-    tok = Tokenizer(proto.SerializeToString(), str(path))
+    tok = SentencePieceTokenizer(proto.SerializeToString(), str(path))
     tok.prepend_space = prepend
     return tok
 

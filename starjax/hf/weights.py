@@ -25,9 +25,10 @@ import numpy as np
 from flax import nnx
 
 from starjax import multihost
-from starjax.config import ConfigError, ModelConfig
+from starjax.errors import ConfigError
 from starjax.model.layers import head_dim_of
 from starjax.model.transformer import Transformer, abstract_model
+from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
 

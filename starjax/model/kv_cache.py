@@ -12,8 +12,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from starjax.config import ModelConfig
 from starjax.model.layers import dtype_of, head_dim_of
+from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
 KV_NAMES = ("batch", "act_kv_heads", "cache_length", None)

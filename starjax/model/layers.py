@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from starjax.config import ModelConfig
+from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules, Names
 
 NEG_INF = -1e30  # finite: a fully masked row (padding) must not produce NaN
@@ -110,6 +110,23 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.A
     return out.astype(x.dtype)
 
 
+@flax.struct.dataclass
+class FusedMLP:
+    """`MLP.fused_weights()`: gate and up interleaved in one matrix, and down."""
+
+    gate_up: DecodeWeight
+    down: DecodeWeight
+
+
+@flax.struct.dataclass
+class FusedAttention:
+    """`Attention.fused_weights()`: q, k and v grouped per KV head in one matrix, its bias, and o."""
+
+    qkv: DecodeWeight
+    qkv_bias: jax.Array | None
+    o: DecodeWeight
+
+
 class MLP(nnx.Module):
     """Gated MLP: down(act(x @ gate) * (x @ up)); act = silu (SwiGLU) or tanh-approximated gelu (GeGLU)."""
 
@@ -122,15 +139,15 @@ class MLP(nnx.Module):
         self.up = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.down = init_param(rngs, rules, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"), out_std, pdt)
 
-    def fused_weights(self) -> tuple[DecodeWeight, DecodeWeight]:
+    def fused_weights(self) -> FusedMLP:
         """gate and up as one [E, 2M] matrix, interleaved (column 2m is gate m, 2m + 1 is up m):
         one product per decode step instead of two, and an "mlp"-sharded dimension stays local;
         and down. Both in decoding's layout (`DecodeWeight`)."""
         e = self.gate.shape[0]
         gate_up = jnp.stack([self.gate[...], self.up[...]], axis=-1).reshape(e, -1)
-        return DecodeWeight.of(gate_up), DecodeWeight.of(self.down[...])
+        return FusedMLP(DecodeWeight.of(gate_up), DecodeWeight.of(self.down[...]))
 
-    def __call__(self, x: jax.Array, fused: tuple[DecodeWeight, DecodeWeight] | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, fused: FusedMLP | None = None) -> jax.Array:
         """`fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
         dt = x.dtype
         b, t, e = x.shape
@@ -140,11 +157,11 @@ class MLP(nnx.Module):
         if fused is None:
             g, u = x2 @ self.gate[...].astype(dt), x2 @ self.up[...].astype(dt)
         else:
-            y = fused[0].apply(x2).reshape(b * t, -1, 2)
+            y = fused.gate_up.apply(x2).reshape(b * t, -1, 2)
             g, u = y[..., 0], y[..., 1]
         g = jax.nn.silu(g) if self.activation == "silu" else jax.nn.gelu(g, approximate=True)
         h = self.rules.constrain((g * u).reshape(b, t, -1), ("batch", "length", "act_mlp")).reshape(b * t, -1)
-        out = h @ self.down[...].astype(dt) if fused is None else fused[1].apply(h)
+        out = h @ self.down[...].astype(dt) if fused is None else fused.down.apply(h)
         return out.reshape(b, t, e)
 
 
@@ -162,14 +179,17 @@ class Attention(nnx.Module):
         self.v = init_param(rngs, rules, (e, k, d), ("embed", "kv_heads", "head_dim"), cfg.init_std, pdt)
         self.o = init_param(rngs, rules, (h, d, e), ("heads", "head_dim", "embed"), out_std, pdt)
         if cfg.qkv_bias:
-            zeros = lambda *shape: jnp.zeros(shape, pdt)  # noqa: E731
+
+            def zeros(*shape: int) -> jax.Array:
+                return jnp.zeros(shape, pdt)
+
             self.q_bias = nnx.Param(zeros(h, d), **rules.param_metadata(("heads", "head_dim")))
             self.k_bias = nnx.Param(zeros(k, d), **rules.param_metadata(("kv_heads", "head_dim")))
             self.v_bias = nnx.Param(zeros(k, d), **rules.param_metadata(("kv_heads", "head_dim")))
         else:
             self.q_bias = self.k_bias = self.v_bias = None
 
-    def fused_weights(self) -> tuple[DecodeWeight, jax.Array | None, DecodeWeight]:
+    def fused_weights(self) -> FusedAttention:
         """q, k and v as one [E, K * (G + 2) * D] matrix and its bias, grouped per KV head (its
         G query heads, its key, its value): one product per decode step instead of three, and a
         "kv_heads"-sharded dimension stays local; and o as [H * D, E]. Weights in decoding's
@@ -185,11 +205,11 @@ class Attention(nnx.Module):
         weight = DecodeWeight.of(grouped(self.q[...], self.k[...], self.v[...]).reshape(e, -1))
         o = DecodeWeight.of(self.o[...].reshape(h * d, e))
         if self.q_bias is None:
-            return weight, None, o
-        return weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1), o
+            return FusedAttention(weight, None, o)
+        return FusedAttention(weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1), o)
 
     def project_qkv(
-        self, x: jax.Array, positions: jax.Array, fused: tuple | None = None
+        self, x: jax.Array, positions: jax.Array, fused: FusedAttention | None = None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use.
 
@@ -212,7 +232,7 @@ class Attention(nnx.Module):
 
             q, k, v = proj(self.q, self.q_bias), proj(self.k, self.k_bias), proj(self.v, self.v_bias)
         else:
-            weight, bias, _ = fused
+            weight, bias = fused.qkv, fused.qkv_bias
             h, kv, d = self.cfg.num_heads, self.cfg.num_kv_heads, self.q.shape[2]
             y = weight.apply(x2)
             y = (y if bias is None else y + bias.astype(dt)).reshape(b, t, kv, h // kv + 2, d)
@@ -225,7 +245,7 @@ class Attention(nnx.Module):
         v = self.rules.constrain(v, ("batch", "act_kv_heads", "length", None))
         return q, k, v
 
-    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, fused: tuple | None = None) -> jax.Array:
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, fused: FusedAttention | None = None) -> jax.Array:
         """q: [B, H, T, D]; k, v: [B, K, S, D]; mask: [B, T, S] (True = may attend). Returns [B, T, E].
 
         `fused`: `fused_weights()` (its o is used)."""
@@ -238,5 +258,5 @@ class Attention(nnx.Module):
         out = jnp.einsum("bkgts,bksd->bkgtd", probs, v).reshape(b, h, t, d)
         out = self.rules.constrain(out, ("batch", "act_heads", "length", None))
         out = out.transpose(0, 2, 1, 3).reshape(b * t, h * d)
-        out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused[2].apply(out)
+        out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused.o.apply(out)
         return out.reshape(b, t, -1)

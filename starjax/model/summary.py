@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from starjax.config import ModelConfig
 from starjax.model.transformer import abstract_model, create_model
+from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
 

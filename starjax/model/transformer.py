@@ -7,13 +7,14 @@ all the same code path.
 
 from __future__ import annotations
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from starjax.config import ModelConfig
 from starjax.model.kv_cache import KVCache
-from starjax.model.layers import MLP, Attention, DecodeWeight, RMSNorm, dtype_of, init_param
+from starjax.model.layers import MLP, Attention, DecodeWeight, FusedAttention, FusedMLP, RMSNorm, dtype_of, init_param
+from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
 
@@ -23,6 +24,16 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, rules, rngs)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg, rules)
         self.mlp = MLP(cfg, rules, rngs)
+
+
+@flax.struct.dataclass
+class FusedWeights:
+    """`Transformer.fused_weights()`: each layer's fused attention and MLP weights, and the output
+    projection when decoding reads it out-major (None: the stored one)."""
+
+    attention: tuple[FusedAttention, ...]
+    mlp: tuple[FusedMLP, ...]
+    head: DecodeWeight | None
 
 
 class Transformer(nnx.Module):
@@ -48,7 +59,7 @@ class Transformer(nnx.Module):
         cache: KVCache | None = None,
         *,
         last_only: bool = False,
-        fused: tuple | None = None,
+        fused: FusedWeights | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Returns float32 logits [B, T, V] and the updated cache (None without one).
 
@@ -83,9 +94,9 @@ class Transformer(nnx.Module):
         if self.cfg.scale_embeddings:  # Gemma: the scale is rounded to the compute dtype first, as in transformers
             x = x * jnp.asarray(self.cfg.d_model**0.5, dt)
         x = rules.constrain(x, ("batch", "length", "act_embed"))
-        layers, head = (None, None) if fused is None else fused
+        head = None if fused is None else fused.head
         for i, block in enumerate(self.blocks):
-            attn_w, mlp_w = (None, None) if layers is None else layers[i]
+            attn_w, mlp_w = (None, None) if fused is None else (fused.attention[i], fused.mlp[i])
             q, k, v = block.attn.project_qkv(block.attn_norm(x), positions, attn_w)
             if cache is not None:
                 cache, k, v = cache.write_layer(i, k, v)
@@ -110,15 +121,16 @@ class Transformer(nnx.Module):
             cache = cache.advance(t)
         return logits, cache
 
-    def fused_weights(self) -> tuple:
+    def fused_weights(self) -> FusedWeights:
         """An inference layout that decoding computes once per call (a copy of the weights it
         changes): per layer, q/k/v and gate/up concatenated for one product each, which saves
         three of a layer's seven matmul launches per token, the main cost of a small model's
         step; on the CPU, large weights out-major (`DecodeWeight`); and the output projection
         when it is out-major (None: the stored one)."""
-        layers = tuple((block.attn.fused_weights(), block.mlp.fused_weights()) for block in self.blocks)
+        attention = tuple(block.attn.fused_weights() for block in self.blocks)
+        mlp = tuple(block.mlp.fused_weights() for block in self.blocks)
         head = DecodeWeight.of(self.embed[...].T if self.lm_head is None else self.lm_head[...])
-        return layers, head if head.out_major else None
+        return FusedWeights(attention, mlp, head if head.out_major else None)
 
 
 def abstract_model(cfg: ModelConfig, rules: AxisRules) -> Transformer:

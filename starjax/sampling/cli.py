@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from starjax.config import Config, ConfigError
+from starjax.data_files import read_jsonl
+from starjax.errors import ConfigError
+from starjax.schema import Config
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
@@ -17,19 +19,15 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     path = Path(args.prompts_file)
     if not path.is_file():
         raise ConfigError(f"prompts file {str(path)!r} not found")
-    lines = path.read_text().splitlines()
     if path.suffix != ".jsonl":
-        prompts = [line.replace("\\n", "\n") for line in lines if line.strip()]
+        prompts = [line.replace("\\n", "\n") for line in path.read_text().splitlines() if line.strip()]
     else:
         prompts = []
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                prompts.append(record if isinstance(record, str) else record["prompt"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ConfigError(f'{path}:{n} is not a JSON string or an object with a "prompt" field') from None
+        for n, record in read_jsonl(path, "prompts file"):
+            prompt = record if isinstance(record, str) else record.get("prompt") if isinstance(record, dict) else None
+            if not isinstance(prompt, str):
+                raise ConfigError(f'{path}:{n} is not a JSON string or an object with a "prompt" field')
+            prompts.append(prompt)
     if not prompts:
         raise ConfigError(f"prompts file {str(path)!r} holds no prompt")
     return prompts
@@ -37,12 +35,12 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 def run_sample(cfg: Config, args: argparse.Namespace) -> int:
     prompts = read_prompts(args)
-    from starjax.checkpoint import load_model
     from starjax.runtime import start
     from starjax.sampling.engine import Sampler
-    from starjax.tokenizer import load_run_tokenizer
+    from starjax.sources import load_model, load_run_tokenizer, with_vocab
 
     tokenizer = load_run_tokenizer(cfg, "sample")
+    cfg = with_vocab(cfg, tokenizer)
     rules = start(cfg)
     if not args.checkpoint:
         print("starjax: no --checkpoint: sampling from a randomly initialised model", file=sys.stderr)

@@ -17,12 +17,14 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from starjax import multihost
-from starjax.config import ConfigError, SamplerConfig, check_sample_rows, validate_sampler
+from starjax.errors import ConfigError
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import Transformer
 from starjax.sampling.loop import Finish, Generation, compile_generate
 from starjax.sampling.strategies import SamplingSettings
+from starjax.schema import SamplerConfig
 from starjax.tokenizer import Tokenizer
+from starjax.validation import check_sample_rows, validate_sampler
 
 MIN_NEW_CAP = 16
 

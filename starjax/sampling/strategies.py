@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from starjax.config import MAX_STOP_IDS, SamplerConfig, validate_sampler
+from starjax.schema import MAX_STOP_IDS, SamplerConfig
+from starjax.validation import validate_sampler
 
 NO_STOP = -1  # filler for unused stop-id slots
 

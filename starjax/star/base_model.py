@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 from starjax import multihost
-from starjax.checkpoint import load_model, save_params
-from starjax.config import Config, ConfigError
+from starjax.checkpoint import save_params
+from starjax.errors import ConfigError
 from starjax.model.transformer import Transformer
+from starjax.run_dir import RunDir
+from starjax.schema import Config
 from starjax.sharding import AxisRules
+from starjax.sources import load_model
+from starjax.star.protocols import Rollout
 from starjax.tasks.base import Splits, Task
 from starjax.tokenizer import Tokenizer
 from starjax.training.data import tokenize_records
@@ -25,51 +29,44 @@ from starjax.training.fit import NonFiniteLoss, fit, with_steps
 
 
 def base_model(
-    cfg: Config, rules: AxisRules, task: Task, splits: Splits, tokenizer: Tokenizer, log: Callable[[str], None]
+    cfg: Config,
+    rules: AxisRules,
+    task: Task,
+    rollout: Rollout,
+    splits: Splits,
+    tokenizer: Tokenizer,
+    run_dir: RunDir,
+    log: Callable[[str], None],
 ) -> Transformer:
     if cfg.star.base is not None:
         return load_model(cfg.star.base, cfg.model, rules, cfg.seed)
     if cfg.pretrain.steps == 0:
         log(f"no star.base and pretrain.steps=0: starting from {cfg.model.from_hf or 'a randomly initialised model'}")
         return load_model(None, cfg.model, rules, cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    if (run_dir / "base").is_dir():
-        return load_model(run_dir / "base", cfg.model, rules, cfg.seed)
+    if run_dir.base.is_dir():
+        return load_model(run_dir.base, cfg.model, rules, cfg.seed)
     p = cfg.pretrain
     model = load_model(None, cfg.model, rules, cfg.seed)
+
+    def stage(records: list[dict], steps: int, learning_rate: float, name: str, desc: str) -> Transformer:
+        ckpts = run_dir.pretrain_checkpoints(name)
+        return _pretrain(cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log)
+
     if p.warm_steps:
-        if (run_dir / "warm").is_dir():
-            model = load_model(run_dir / "warm", cfg.model, rules, cfg.seed)
+        if run_dir.warm.is_dir():
+            model = load_model(run_dir.warm, cfg.model, rules, cfg.seed)
         else:
-            model = _pretrain(
-                cfg,
-                model,
-                task.training_records(task.gold_records(splits)),
-                tokenizer,
-                p.warm_steps,
-                p.warm_learning_rate or p.learning_rate,
-                run_dir / "pretrain_warm",
-                "warm start",
-                log,
+            model = stage(
+                task.gold_records(splits), p.warm_steps, p.warm_learning_rate or p.learning_rate, "pretrain_warm", "warm start"
             )
-            save_params(run_dir / "warm", model, overwrite=True)  # the stage is done: a restart goes on from here
+            save_params(run_dir.warm, model, overwrite=True)  # the stage is done: a restart goes on from here
             if multihost.is_lead():
-                shutil.rmtree(run_dir / "pretrain_warm", ignore_errors=True)
-    model = _pretrain(
-        cfg,
-        model,
-        task.training_records(task.seed_records(splits)),
-        tokenizer,
-        p.steps,
-        p.learning_rate,
-        run_dir / "pretrain",
-        "pre-train",
-        log,
-    )
-    save_params(run_dir / "base", model, overwrite=True)
-    for stage in ("pretrain", "warm"):
-        if multihost.is_lead():
-            shutil.rmtree(run_dir / stage, ignore_errors=True)
+                shutil.rmtree(run_dir.pretrain_checkpoints("pretrain_warm"), ignore_errors=True)
+    model = stage(task.seed_records(splits), p.steps, p.learning_rate, "pretrain", "pre-train")
+    save_params(run_dir.base, model, overwrite=True)
+    if multihost.is_lead():
+        shutil.rmtree(run_dir.pretrain_checkpoints("pretrain"), ignore_errors=True)
+        shutil.rmtree(run_dir.warm, ignore_errors=True)
     return model
 
 

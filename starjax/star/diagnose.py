@@ -10,49 +10,44 @@ from --states/--steps. That assumes equally hard steps and uniformly random erro
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from starjax import runtime, theory
-from starjax.checkpoint import load_model
-from starjax.config import Config, ConfigError
+from starjax.errors import ConfigError
+from starjax.log import log
 from starjax.sampling.engine import Sampler
+from starjax.schema import Config
+from starjax.sources import load_model
 from starjax.star.kept import attempts
+from starjax.star.plugins.scorers import RuleScorer
 from starjax.star.predict import effective_groups, from_step_checks
-from starjax.star.setup import prepare
-
-
-def newest_policy(cfg: Config) -> Path | None:
-    """The newest STaR policy in run_dir (params/iter_N), else its pre-trained base, else None."""
-    run_dir = Path(cfg.run_dir)
-    iters = sorted((int(p.name.split("_")[1]), p) for p in (run_dir / "params").glob("iter_*") if p.name[5:].isdigit())
-    if iters:
-        return iters[-1][1]
-    return run_dir / "base" if (run_dir / "base").is_dir() else None
+from starjax.star.protocols import Context
+from starjax.star.setup import build_plugins, prepare
 
 
 def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     if args.samples < 1 or args.iterations < 1 or args.temperature <= 0:
         raise ConfigError("--samples and --iterations must be >= 1 and --temperature > 0")
     setup = prepare(cfg, allow_config_change=True)
-    checkpoint = args.checkpoint or newest_policy(cfg)
+    checkpoint = args.checkpoint or setup.run_dir.newest_policy()
     if checkpoint is None:
         raise ConfigError(f"no --checkpoint and no policy in {cfg.run_dir}; give --checkpoint DIR")
     rules = runtime.start(cfg)
-    log = lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     setup.load(log)
-    task = setup.task
+    cfg, task = setup.cfg, setup.task
+    rollout = build_plugins(Context(cfg, task, rules)).rollout
     problems = setup.train[: args.questions or None]
     model = load_model(checkpoint, cfg.model, rules, cfg.seed)
     sampler = Sampler(model, setup.tokenizer, cfg.sampler)
     log(f"sampling {args.samples} per question for {len(problems)} questions at temperature {args.temperature} from {checkpoint}")
-    texts = task.complete(sampler, [task.prompt(p) for p in problems], cfg.seed, args.temperature, args.samples)
-    tries = attempts(task, problems, texts, hinted=False)
+    prompts = [task.prompt(p) for p in problems]
+    texts = rollout.complete(sampler, prompts, cfg.seed, args.temperature, args.samples)
+    tries = attempts(task, problems, prompts, texts, False, {"answer": RuleScorer(task)})
     accuracy = sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)
     print(f"sampled accuracy: {accuracy:.4f} ({args.samples} x {len(problems)} samples)")
-    if hasattr(task, "num_states"):  # a chain with M states per step: d_hat measured step by step
+    states = task.step_states()
+    if states is not None:  # a chain with M states per step: d_hat measured step by step
         checks = [task.step_checks(p, a.completion) for p, row in zip(problems, tries) for a in row]
-        groups = {"all": (task.num_states, from_step_checks(checks, task.num_states)["d_hat"], len(checks))}
+        groups = {"all": (states, from_step_checks(checks, states)["d_hat"], len(checks))}
         print("d_hat per step (measured from the samples): " + ", ".join(f"{d:.4f}" for d in groups["all"][1]))
     else:
         groups = _effective_groups(task, problems, tries, args)

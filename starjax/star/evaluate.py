@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from starjax.config import StarConfig
 from starjax.sampling.engine import Sampler
+from starjax.schema import StarConfig
 from starjax.seeds import derive
 from starjax.star.kept import attempts, majority_correct, pass_at_k
+from starjax.star.plugins.scorers import RuleScorer
+from starjax.star.protocols import Rollout
 from starjax.tasks.base import Problem, Task
 
 
@@ -27,11 +29,13 @@ def difficulty_key(label: str) -> tuple:
         return (1, 0.0, label)
 
 
-def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarConfig, seed: int) -> dict:
-    """Test metrics of the current policy."""
+def evaluate(task: Task, rollout: Rollout, sampler: Sampler, problems: list[Problem], cfg: StarConfig, seed: int) -> dict:
+    """Test metrics of the current policy, judged by the task's own verifier (the gold answer),
+    whatever scorers the run selects its training rationales with."""
     prompts = [task.prompt(p) for p in problems]
-    texts = task.complete(sampler, prompts, seed, 0.0, 1)
-    greedy = [row[0] for row in attempts(task, problems, texts, hinted=False)]
+    gold = {"answer": RuleScorer(task)}
+    texts = rollout.complete(sampler, prompts, seed, 0.0, 1)
+    greedy = [row[0] for row in attempts(task, problems, prompts, texts, False, gold)]
     correct = [a.correct for a in greedy]
     out: dict = {
         "test_accuracy": sum(correct) / max(len(correct), 1),
@@ -40,8 +44,8 @@ def evaluate(task: Task, sampler: Sampler, problems: list[Problem], cfg: StarCon
     }
     n = cfg.eval_samples
     if n > 1:
-        samples = task.complete(sampler, prompts, derive(seed, "samples"), cfg.eval_temperature, n)
-        tries = attempts(task, problems, samples, hinted=False)
+        samples = rollout.complete(sampler, prompts, derive(seed, "samples"), cfg.eval_temperature, n)
+        tries = attempts(task, problems, prompts, samples, False, gold)
         ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n} | {n})
         out["pass_at_k"] = {str(k): sum(pass_at_k(n, sum(a.correct for a in row), k) for row in tries) / len(tries) for k in ks}
         out["majority_accuracy"] = sum(majority_correct(task, p, row) for p, row in zip(problems, tries)) / len(tries)

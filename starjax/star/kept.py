@@ -1,106 +1,77 @@
-"""Which rationales a STaR iteration keeps, and the scores computed from samples."""
+"""Sampled completions judged (`attempts`), what the selectors keep of them (`select`), and the
+scores computed from samples (pass@k, majority vote)."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from typing import Mapping, Sequence
 
+from starjax.star.protocols import Scorer, Selector
+from starjax.star.state import Attempt, Kept
 from starjax.tasks.base import Continuation, Problem, Task
 
 
-@dataclass
-class Attempt:
-    """One sampled completion and its verdict, as written to samples/iter_N.jsonl."""
-
-    id: str
-    difficulty: str
-    hinted: bool
-    completion: str
-    extracted: str | None
-    correct: bool
-    steps_ok: bool | None = None  # every intermediate step checks; None where the task cannot check
-    truncated: bool = False  # cut at max_new_tokens before the answer ended: never correct
-
-    def record(self, problem: Problem) -> dict:
-        return {"question": problem.question, "answer": problem.answer, **asdict(self)}
-
-
-def attempts(task: Task, problems: list[Problem], samples: list[list[Continuation]], hinted: bool) -> list[list[Attempt]]:
-    """Verifies every completion of every problem. A truncated completion counts as wrong unless
-    the task's trim cut it before the cut (the answer ended, the model ran on past it)."""
-    out = []
-    for p, row_in in zip(problems, samples):
-        row = []
-        for c in row_in:
-            text = task.trim(c.text)
-            truncated = c.truncated and text == c.text
-            extracted, correct = task.verify(text, p)
-            steps_ok = all(task.step_checks(p, text)) if hasattr(task, "step_checks") else None
-            row.append(Attempt(p.id, p.difficulty, hinted, text, extracted, correct and not truncated, steps_ok, truncated))
-        out.append(row)
-    return out
-
-
-def solves(attempt: Attempt, verify_steps: bool) -> bool:
-    """A correct answer, and with `verify_steps` every intermediate step checking too."""
-    return attempt.correct and (attempt.steps_ok or not verify_steps)
-
-
-def solved(tries: list[list[Attempt]], verify_steps: bool) -> list[bool]:
-    """Per problem, whether some attempt `solves` it (the others go to rationalization)."""
-    return [any(solves(a, verify_steps) for a in row) for row in tries]
-
-
-def keep(
+def attempts(
     task: Task,
     problems: list[Problem],
-    tries: list[list[Attempt]],
-    cap: int,
-    dedupe: bool,
-    verify_steps: bool = False,
-    prefer_frequent: bool = False,
-    few_shot_prompt: bool = False,
-) -> list[dict]:
-    """Training records from the attempts that `solves`: at most `cap` per problem, duplicates
-    dropped if `dedupe`, in drawing order or, with `prefer_frequent`, the most often drawn
-    completion first. Records hold the bare question as their prompt (no exemplars; with
-    `few_shot_prompt`, the exemplars too) and never the hint: a rationalized attempt is stored as
-    if no hint was given."""
-    out = []
+    prompts: list[str],
+    samples: list[list[Continuation]],
+    hinted: bool,
+    scorers: Mapping[str, Scorer],
+) -> list[list[Attempt]]:
+    """Scores every completion of every problem with every scorer, in one batch per scorer; the
+    first scorer's verdict says whether it is correct. A truncated completion is never correct
+    unless the task's trim cut it before the cut (the answer ended, the model ran on past it)."""
+    flat = [(p, prompt, c, task.trim(c.text)) for p, prompt, row in zip(problems, prompts, samples) for c in row]
+    batch = ([f[0] for f in flat], [f[1] for f in flat], [f[3] for f in flat])
+    verdicts = {name: scorer(*batch) for name, scorer in scorers.items()}
+    first = next(iter(scorers))
+    out: list[list[Attempt]] = [[] for _ in problems]
+    owner = [i for i, row in enumerate(samples) for _ in row]
+    for j, (p, _, c, text) in enumerate(flat):
+        truncated = c.truncated and text == c.text
+        steps_ok = all(task.step_checks(p, text)) if task.checks_steps else None
+        scores = {name: v[j].score for name, v in verdicts.items()}
+        correct = verdicts[first][j].correct and not truncated
+        out[owner[j]].append(Attempt(p.id, p.difficulty, hinted, text, task.extract(text), correct, steps_ok, truncated, scores))
+    return out
+
+
+def apply(selectors: Sequence[Selector], problem: Problem, row: list) -> list:
+    for select in selectors:
+        row = select(problem, row)
+    return row
+
+
+def select(
+    task: Task, problems: list[Problem], tries: list[list[Attempt]], selectors: Sequence[Selector], few_shot_prompt: bool
+) -> tuple[list[bool], list[Kept]]:
+    """Per problem whether something survives the selectors (solved), and the survivors as
+    training records. Records hold the bare question as their prompt (with `few_shot_prompt`,
+    the exemplars too) and never the hint: a rationalized attempt is stored as if no hint was given."""
+    solved, kept = [], []
     for p, row in zip(problems, tries):
-        if prefer_frequent:
-            drawn = Counter(a.completion for a in row)
-            row = sorted(row, key=lambda a: -drawn[a.completion])  # stable: ties keep drawing order
-        taken: list[str] = []
-        for a in row:
-            if len(taken) == cap:
-                break
-            if solves(a, verify_steps) and not (dedupe and a.completion in taken):
-                taken.append(a.completion)
-                out.append(
-                    {
-                        "id": p.id,
-                        "prompt": task.prompt(p, few_shot=few_shot_prompt),
-                        "completion": a.completion,
-                        "rationalized": a.hinted,
-                        "steps_ok": a.steps_ok,
-                    }
-                )
-    return out
+        chosen = apply(selectors, p, list(row))
+        solved.append(bool(chosen))
+        prompt = task.prompt(p, few_shot=few_shot_prompt) if chosen else ""
+        kept += [Kept(p.id, prompt, a.completion, a.hinted, a.steps_ok) for a in chosen]
+    return solved, kept
 
 
-def merge_kept(earlier: list[dict], new: list[dict], cap: int, dedupe: bool) -> list[dict]:
-    """Accumulated kept set: newest first per problem, the cap and de-duplication over the union."""
-    out, count, seen = [], Counter(), set()
-    for r in new + earlier:
-        key = (r["id"], r["completion"])
-        if (dedupe and key in seen) or count[r["id"]] >= cap:
-            continue
-        seen.add(key)
-        count[r["id"]] += 1
-        out.append(r)
-    return out
+def merge(earlier: Sequence[Kept], new: Sequence[Kept], selectors: Sequence[Selector]) -> tuple[Kept, ...]:
+    """The accumulated kept set: new records before earlier ones, and per question the selectors
+    that bound a kept set (cap, dedupe) applied to the union; the union's order is kept."""
+    union = list(new) + list(earlier)
+    bounding = [s for s in selectors if s.bounds_union]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(union):
+        groups[r.id].append(i)
+    survivors: set[int] = set()
+    for members in groups.values():
+        chosen = apply(bounding, None, [union[i] for i in members])
+        survivors |= {id(r) for r in chosen}
+    return tuple(r for r in union if id(r) in survivors)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -1,47 +1,48 @@
-"""`starjax star`: iterations of generate -> verify -> rationalize -> assemble -> fine-tune ->
-evaluate -> checkpoint, resumable at any moment.
+"""`starjax star`: STaR's Algorithm 1 (Zelikman et al. 2022), resumable at any moment.
 
-A JSON state checkpoint is written at every phase boundary (after generation, after training,
-after evaluation) holding the position, the kept set and the metrics history; the policy of
-iteration n is saved once to RUN_DIR/params/iter_n, and each fine-tune checkpoints its own train
-state. Every random choice is a function of (seed, iteration, phase), so rerunning the same
-command after a kill continues where it stopped and ends identical to an uninterrupted run.
+    for n in 1..N:
+        rollout:      sample rationales for every training question        (star.rollout)
+        score:        judge each sample                                      (star.scorers)
+        rationalize:  sample again, with the answer as a hint, for the questions nothing solved
+        select:       keep what survives the selectors                       (star.selectors)
+        fine-tune:    train the base model (or the last policy) on what was kept
+        evaluate:     test accuracy of the new policy
+
+Each iteration is three phases of a resumable driver (star/driver.py): `generated` (rollout to
+select), `trained` and `evaluated`; the state (star/state.py) is checkpointed after each, the
+policy of iteration n is saved once to RUN_DIR/params/iter_n, and every random choice is a seed
+derived from (seed, iteration, phase name), so a rerun after a kill ends identical to an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 from starjax import multihost, runtime
-from starjax.checkpoint import StateCheckpoints, load_model, save_params
-from starjax.config import Config, ConfigError, validate_star_sampling
+from starjax.checkpoint import StateCheckpoints, save_params
+from starjax.errors import ConfigError
+from starjax.log import log
 from starjax.sampling.engine import Sampler
+from starjax.schema import Config
 from starjax.seeds import derive
+from starjax.sources import load_model
 from starjax.star import report
 from starjax.star.base_model import base_model
+from starjax.star.driver import Driver, Phase
 from starjax.star.evaluate import by_difficulty, evaluate
-from starjax.star.kept import attempts, keep, merge_kept
-from starjax.star.kept import solved as solved_by
+from starjax.star.kept import attempts, merge, select
 from starjax.star.predict import predict
+from starjax.star.protocols import Context
 from starjax.star.reference import compare, load_reference
-from starjax.star.setup import RunSetup, prepare
+from starjax.star.setup import Plugins, RunSetup, build_plugins, prepare
+from starjax.star.state import Compilations, IterationRecord, RunState
 from starjax.training.data import tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit, with_steps
 from starjax.training.tensorboard import TensorBoard
-
-PHASES = ("generated", "trained", "evaluated")
-
-
-def phase_step(iteration: int, phase: str) -> int:
-    return 3 * iteration + PHASES.index(phase)
-
-
-def reached(state: dict, iteration: int, phase: str) -> bool:
-    """Whether the checkpointed state is at or past `phase` of `iteration`."""
-    return state["phase"] is not None and phase_step(state["iteration"], state["phase"]) >= phase_step(iteration, phase)
+from starjax.validation import validate_star_sampling
 
 
 def train_steps(cfg: Config, iteration: int) -> int:
@@ -53,6 +54,23 @@ def _seed(cfg: Config, iteration: int, phase: str) -> int:
     return derive(cfg.seed, "star", iteration, phase)
 
 
+@dataclass
+class Run:
+    """What the phases share: the loaded setup, the plugins, the models and the sampler."""
+
+    cfg: Config
+    setup: RunSetup
+    plugins: Plugins
+    base: object
+    policy: object
+    sampler: Sampler
+    writer: TensorBoard | None
+    compiles_before: int  # sampler programs compiled before a resume
+
+    def compilations(self, state: RunState) -> Compilations:
+        return replace(state.compilations, sampler=self.compiles_before + self.sampler.compilations)
+
+
 def run_star(cfg: Config, allow_config_change: bool = False, reference: str | None = None) -> int:
     """`reference`: a file of published metrics (star/reference.py) to compare the finished run with."""
     setup = prepare(cfg, allow_config_change)  # every usage error, before any compute
@@ -60,158 +78,154 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     rules = runtime.start(cfg)
     validate_star_sampling(cfg, rules.mesh.shape["data"] * rules.mesh.shape["fsdp"])  # still before any compute
     lead = multihost.is_lead()
-    log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
-    run_dir = Path(cfg.run_dir)
+    run_dir = setup.run_dir
     if lead:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(setup.config_yaml)  # as given: what a resume is compared with
+        run_dir.root.mkdir(parents=True, exist_ok=True)
+        run_dir.config.write_text(setup.config_yaml)  # as given: what a resume is compared with
     multihost.barrier("run directory ready")
     setup.load(log)
-    base = base_model(cfg, rules, setup.task, setup.splits, setup.tokenizer, log)
-    states = StateCheckpoints(run_dir / "state")
-    state = states.restore_latest() or {
-        "iteration": 0,
-        "phase": None,
-        "kept": [],
-        "kept_all": [],
-        "history": [],
-        "current": {},
-        "compilations": {"sampler": 0, "train": 0},
-    }
-    if state["phase"] is not None:
-        log(f"resuming: iteration {state['iteration']} is {state['phase']}")
-    trained = state["iteration"] - (state["phase"] not in ("trained", "evaluated"))  # newest fine-tuned policy
-    policy = load_model(run_dir / "params" / f"iter_{trained}", cfg.model, rules, cfg.seed) if trained > 0 else base
+    cfg = setup.cfg
+    plugins = build_plugins(Context(cfg, setup.task, rules))
+    base = base_model(cfg, rules, setup.task, plugins.rollout, setup.splits, setup.tokenizer, run_dir, log)
+    checkpoints = StateCheckpoints(run_dir.state)
+    saved = checkpoints.restore_latest()
+    state = RunState.from_json(saved) if saved is not None else RunState()
+    if state.phase is not None:
+        log(f"resuming: iteration {state.iteration} is {state.phase}")
+    trained = state.iteration - (state.phase not in ("trained", "evaluated"))  # newest fine-tuned policy
+    policy = load_model(run_dir.policy(trained), cfg.model, rules, cfg.seed) if trained > 0 else base
     sampler = Sampler(policy, setup.tokenizer, cfg.sampler)
-    compiles_before = state["compilations"]["sampler"]  # programs compiled before a resume
-    writer = TensorBoard(run_dir / "tb") if lead else None
+    writer = TensorBoard(run_dir.tensorboard) if lead else None
+    run = Run(cfg, setup, plugins, base, policy, sampler, writer, state.compilations.sampler)
 
-    def commit(iteration: int, phase: str) -> None:
-        state["iteration"], state["phase"] = iteration, phase
-        state["compilations"]["sampler"] = compiles_before + sampler.compilations
-        states.save(phase_step(iteration, phase), state)
+    def save(step: int, s: RunState) -> None:
+        checkpoints.save(step, replace(s, compilations=run.compilations(s)).to_json())
 
-    def evaluate_and_record(n: int, extra: dict) -> None:
-        began = time.perf_counter()
-        record = {
-            "iteration": n,
-            **state["current"],
-            **extra,
-            **evaluate(setup.task, sampler, setup.test, cfg.star, _seed(cfg, n, "evaluate")),
-        }
-        record["seconds"] = {**record.get("seconds", {}), "evaluate": time.perf_counter() - began}
-        _finish_iteration(cfg, state, record, compiles_before + sampler.compilations, writer, lead)
-        commit(n, "evaluated")
-
+    phases = [
+        Phase("generated", lambda s, n: generate(run, s, n)),
+        Phase("trained", lambda s, n: fine_tune(run, s, n)),
+        Phase("evaluated", lambda s, n: evaluate_policy(run, s, n), first_iteration=0),
+    ]
     try:
-        if not state["history"]:  # iteration 0: the base model, before any STaR iteration
-            evaluate_and_record(0, {"skipped": setup.skipped})
-        for n in range(state["iteration"] + (state["phase"] == "evaluated"), cfg.star.iterations + 1):
-            if not reached(state, n, "generated"):
-                _generate(cfg, n, state, sampler, setup, log, lead)
-                commit(n, "generated")
-            if not reached(state, n, "trained"):
-                policy = _train(cfg, n, state, base, policy, setup, log)
-                sampler.update(policy)
-                commit(n, "trained")
-                if lead:
-                    shutil.rmtree(run_dir / "train" / f"iter_{n}", ignore_errors=True)
-            evaluate_and_record(n, {})
+        state = Driver(phases, save).run(state, cfg.star.iterations)
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
     finally:
-        states.close()
+        checkpoints.close()
         if writer is not None:
             writer.close()
     if lead:
-        print("\n" + report.table(state["history"]), flush=True)
-        print(f"run directory: {run_dir.resolve()} (metrics.jsonl, accuracy.png, samples/)", flush=True)
+        history = [r.to_json() for r in state.history]
+        print("\n" + report.table(history), flush=True)
+        print(f"run directory: {run_dir.root.resolve()} (metrics.jsonl, accuracy.png, samples/)", flush=True)
         if ref is not None:
-            print(compare(state["history"], cfg.seed, ref), flush=True)
+            print(compare(history, cfg.seed, ref), flush=True)
         log(f"done: {cfg.star.iterations} iterations")
     return 0
 
 
-def _generate(cfg: Config, n: int, state: dict, sampler: Sampler, setup: RunSetup, log, lead: bool) -> None:
-    """Samples rationales for every training question, verifies them, rationalizes the failures."""
+def generate(run: Run, state: RunState, n: int) -> RunState:
+    """Rollout, score, rationalize the failures, select: the kept set of iteration n."""
+    cfg, setup, plugins = run.cfg, run.setup, run.plugins
     task, train, s = setup.task, setup.train, cfg.star
     began = time.perf_counter()
-    texts = task.complete(sampler, [task.prompt(p) for p in train], _seed(cfg, n, "generate"), s.temperature, s.num_samples)
-    tries = attempts(task, train, texts, hinted=False)
-    solved = solved_by(tries, s.verify_steps)
+    prompts = [task.prompt(p) for p in train]
+    texts = plugins.rollout.complete(run.sampler, prompts, _seed(cfg, n, "generate"), s.temperature, s.num_samples)
+    tries = attempts(task, train, prompts, texts, False, plugins.scorers)
+    few_shot_prompt = s.train_prompt == "few_shot"
+    solved, kept = select(task, train, tries, plugins.selectors, few_shot_prompt)
     current = {
         "train_accuracy": sum(solved) / len(train),
         "train_accuracy_by_difficulty": by_difficulty(train, solved),
         "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
         "truncated": sum(a.truncated for row in tries for a in row),
+        **predict(task, train, tries),
     }
-    current.update(predict(task, train, tries))
-    few_shot_prompt = s.train_prompt == "few_shot"
-    kept = keep(task, train, tries, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent, few_shot_prompt)
     seconds = {"generate": time.perf_counter() - began}
     samples = [a.record(p) for p, row in zip(train, tries) for a in row]
-    rationalized: list[dict] = []
+    rationalized: list = []
     if s.rationalize:
         began = time.perf_counter()
         failed = [p for p, ok in zip(train, solved) if not ok and p.id in setup.hintable]
         if failed:
-            hinted_texts = task.complete(
-                sampler,
-                [task.prompt(p, hint=True) for p in failed],
-                _seed(cfg, n, "rationalize"),
-                s.temperature,
-                s.rationalize_samples or s.num_samples,
+            hinted_prompts = [task.prompt(p, hint=True) for p in failed]
+            seed = _seed(cfg, n, "rationalize")
+            hinted_texts = plugins.rollout.complete(
+                run.sampler, hinted_prompts, seed, s.temperature, s.rationalize_samples or s.num_samples
             )
-            hinted = attempts(task, failed, hinted_texts, hinted=True)
-            rationalized = keep(
-                task, failed, hinted, s.max_kept_per_question, s.dedupe, s.verify_steps, s.prefer_frequent, few_shot_prompt
-            )
+            hinted = attempts(task, failed, hinted_prompts, hinted_texts, True, plugins.scorers)
+            rationalized = select(task, failed, hinted, plugins.selectors, few_shot_prompt)[1]
             samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
             current["truncated"] += sum(a.truncated for row in hinted for a in row)
         seconds["rationalize"] = time.perf_counter() - began
     kept += rationalized
-    if hasattr(task, "step_checks"):  # RL-STaR: how many kept chains went through a wrong step
-        wrong = [not r["steps_ok"] for r in kept]  # checked once, when the attempt was verified
+    if task.checks_steps:  # RL-STaR: how many kept chains went through a wrong step
+        wrong = [not k.steps_ok for k in kept]  # checked once, when the attempt was scored
         current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
-    state["kept_all"] = merge_kept(state["kept_all"], kept, s.max_kept_per_question, s.dedupe) if s.accumulate else []
-    state["kept"] = kept
-    current.update(kept=len(kept), rationalized=len(rationalized), seconds=seconds)
-    state["current"] = current
-    if lead:
-        report.write_samples(Path(cfg.run_dir), n, samples)
+    if multihost.is_lead():
+        report.write_samples(setup.run_dir.samples(n), samples)
     log(
         f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
         f"({len(rationalized)} by rationalization)"
     )
+    kept_all = merge(state.kept_all, kept, plugins.selectors) if s.accumulate else ()
+    current.update(kept=len(kept), rationalized=len(rationalized), seconds=seconds)
+    return replace(state, kept=tuple(kept), kept_all=kept_all, current=current)
 
 
-def _train(cfg: Config, n: int, state: dict, base, policy, setup: RunSetup, log):
-    """Fine-tunes on the kept set (from the base model, or the last policy) and saves the result."""
-    run_dir = Path(cfg.run_dir)
-    records = state["kept_all"] if cfg.star.accumulate else state["kept"]
-    examples, skipped = tokenize_records(setup.task.training_records(records), setup.tokenizer, cfg.train.seq_len)
+def fine_tune(run: Run, state: RunState, n: int) -> RunState:
+    """Fine-tunes the base model (or the last policy) on the kept set and saves the new policy."""
+    cfg, setup = run.cfg, run.setup
+    kept = state.kept_all if cfg.star.accumulate else state.kept
+    records = run.plugins.rollout.training_records([k.record() for k in kept])
+    examples, skipped = tokenize_records(records, setup.tokenizer, cfg.train.seq_len)
     steps = train_steps(cfg, n)
     began = time.perf_counter()
+    compiled = 0
     if not examples:
         log(f"iteration {n} kept nothing to train on; the policy stays as it was")
-        steps = 0
-        new = policy
+        steps, new = 0, run.policy
     else:
-        start = base if cfg.star.restart_from_base else policy
+        start = run.base if cfg.star.restart_from_base else run.policy
+        ckpt_dir = setup.run_dir.fine_tune_checkpoints(n)
         result = fit(
             start,
             fill_batch(examples, cfg),
             with_steps(cfg.train, steps),
             _seed(cfg, n, "train"),
-            ckpt_dir=run_dir / "train" / f"iter_{n}",
+            ckpt_dir,
             desc=f"fine-tune {n}",
         )
-        new = result.model
-        state["compilations"]["train"] += result.compilations
-    save_params(run_dir / "params" / f"iter_{n}", new, overwrite=True)
-    state["current"].update(train_steps=steps, train_examples=len(examples), train_skipped=sum(skipped.values()))
-    state["current"]["seconds"]["train"] = time.perf_counter() - began
-    return new
+        new, compiled = result.model, result.compilations
+    save_params(setup.run_dir.policy(n), new, overwrite=True)
+    run.policy = new
+    run.sampler.update(new)
+    if multihost.is_lead():
+        shutil.rmtree(setup.run_dir.fine_tune_checkpoints(n), ignore_errors=True)
+    seconds = {**state.current["seconds"], "train": time.perf_counter() - began}
+    state = state.measured(train_steps=steps, train_examples=len(examples), train_skipped=sum(skipped.values()))
+    state = state.measured(seconds=seconds)
+    return replace(state, compilations=replace(state.compilations, train=state.compilations.train + compiled))
+
+
+def evaluate_policy(run: Run, state: RunState, n: int) -> RunState:
+    """Test metrics of policy n (n = 0: the base model), recorded as iteration n's line."""
+    cfg, setup = run.cfg, run.setup
+    began = time.perf_counter()
+    extra = {"skipped": setup.skipped} if n == 0 else {}
+    metrics = {**state.current, **extra}
+    metrics.update(evaluate(setup.task, run.plugins.rollout, run.sampler, setup.test, cfg.star, _seed(cfg, n, "evaluate")))
+    metrics["seconds"] = {**metrics.get("seconds", {}), "evaluate": time.perf_counter() - began}
+    metrics["compilations"] = {"sampler": run.compilations(state).sampler, "train": state.compilations.train}
+    record = IterationRecord(n, metrics)
+    state = replace(state, history=(*state.history, record), current={})
+    if multihost.is_lead():
+        history = [r.to_json() for r in state.history]
+        report.write_metrics(setup.run_dir.metrics, history)
+        run.writer.scalars(report.tensorboard_scalars(record.to_json()), n)
+        report.plot(setup.run_dir.plot, history)
+        print(report.table(history), flush=True)
+    return state
 
 
 def fill_batch(examples: list, cfg: Config) -> list:
@@ -219,15 +233,3 @@ def fill_batch(examples: list, cfg: Config) -> list:
     tokens = sum(len(e) for e in examples)
     need = cfg.train.batch_size * cfg.train.seq_len
     return examples * max(1, -(-2 * need // max(tokens, 1)))
-
-
-def _finish_iteration(cfg: Config, state: dict, record: dict, sampler_compiles: int, writer, lead: bool) -> None:
-    record["compilations"] = {"sampler": sampler_compiles, "train": state["compilations"]["train"]}
-    state["history"].append(record)
-    state["current"] = {}
-    if lead:
-        run_dir = Path(cfg.run_dir)
-        report.write_metrics(run_dir, state["history"])
-        writer.scalars(report.tensorboard_scalars(record), record["iteration"])
-        report.plot(run_dir, state["history"])
-        print(report.table(state["history"]), flush=True)

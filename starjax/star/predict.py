@@ -12,15 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from starjax import theory
-from starjax.star.kept import Attempt
+from starjax.star.state import Attempt
 from starjax.tasks.base import Problem, Task
 
 
 def from_step_checks(checks: list[list[bool]], num_states: int) -> dict:
     """d_hat per step from sampled trajectories, and the theory's next-iteration predictions."""
-    from starjax.tasks.zip_chain import estimate_deltas
-
-    d_hat = [min(max(d, 0.0), 1.0) for d in estimate_deltas(checks, num_states)]
+    d_hat = [min(max(d, 0.0), 1.0) for d in theory.estimate_deltas(checks, num_states)]
     nxt = theory.star_update(d_hat, num_states)
     return {
         "d_hat": d_hat,
@@ -61,7 +59,8 @@ def from_accuracy(task: Task, problems: list[Problem], tries: list[list[Attempt]
 
 def predict(task: Task, problems: list[Problem], tries: list[list[Attempt]]) -> dict:
     """Predictions from every sample of the current policy (see the module docstring)."""
-    if hasattr(task, "num_states"):  # a chain with M states per step: d_hat measured step by step
+    states = task.step_states()
+    if states is not None:  # a chain with M states per step: d_hat measured step by step
         checks = [task.step_checks(p, a.completion) for p, row in zip(problems, tries) for a in row]
-        return from_step_checks(checks, task.num_states)
+        return from_step_checks(checks, states)
     return from_accuracy(task, problems, tries)

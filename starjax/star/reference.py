@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from starjax.config import ConfigError
+from starjax.errors import ConfigError
 
 UNSHARED = ("seconds", "compilations")  # differ between any two runs, even identical ones
 

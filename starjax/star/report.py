@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from starjax.data_files import write_jsonl
+from starjax.run_dir import RunDir
 from starjax.star.evaluate import difficulty_key
 
 COLUMNS = [
@@ -29,23 +31,18 @@ def by_policy(history: list[dict]) -> list[dict]:
     return [{**r, "sampled_next": nxt.get("sample_accuracy") if nxt else None} for r, nxt in zip(history, [*history[1:], None])]
 
 
-def write_metrics(run_dir: Path, history: list[dict]) -> None:
-    """Rewrites metrics.jsonl from the checkpointed history, so a resumed run never duplicates a line."""
-    tmp = run_dir / "metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-    tmp.replace(run_dir / "metrics.jsonl")
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl, rewritten from the checkpointed history."""
+    write_jsonl(out, history)
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    return [json.loads(line) for line in RunDir.at(run_dir).metrics.read_text().splitlines()]
 
 
-def write_samples(run_dir: Path, iteration: int, records: list[dict]) -> None:
-    out = run_dir / "samples" / f"iter_{iteration}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(out)
+def write_samples(out: Path, records: list[dict]) -> None:
+    """samples/iter_N.jsonl: every attempt of an iteration with its verdict and scores."""
+    write_jsonl(out, records)
 
 
 def tensorboard_scalars(record: dict) -> dict[str, float]:
@@ -58,7 +55,7 @@ def tensorboard_scalars(record: dict) -> dict[str, float]:
     return out
 
 
-def plot(run_dir: Path, history: list[dict]) -> Path:
+def plot(out: Path, history: list[dict]) -> Path:
     """Left: greedy test accuracy per iteration, overall and per difficulty. Right, where the run
     has a prediction: pass@1 on the training questions at star.temperature, measured and as
     RL-STaR predicted it (like with like: both are the same policy's sampled accuracy)."""
@@ -101,7 +98,6 @@ def plot(run_dir: Path, history: list[dict]) -> Path:
         a.grid(alpha=0.3)
         a.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out = run_dir / "accuracy.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -19,7 +19,11 @@ operands have exactly n digits; difficulty = n.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from typing import Optional
 
+from starjax.errors import ConfigError
+from starjax.registry import TASKS
 from starjax.tasks.base import InputTargetTask, Problem, Splits
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import numeric
@@ -75,12 +79,54 @@ def generate(split: str, params: dict):
 register("addition", generate)
 
 
+@dataclass(frozen=True)
+class AdditionConfig:
+    min_digits: int = 1
+    max_digits: int = 5
+    train_size: int = 1000
+    test_size: int = 200
+    # Base-model seed data: scratchpads of up to seed_max_digits digits, a seed_long_fraction of
+    # them longer (up to max_digits; each longer length seed_long_decay times as likely as the
+    # one before: 1 = uniform), a seed_hint_fraction of all with the answer as a hint.
+    seed_size: int = 4000
+    seed_max_digits: int = 2
+    seed_long_fraction: float = 0.02
+    seed_long_decay: float = 1.0
+    # The longest seed sums (null: max_digits); below max_digits the base never sees the longest.
+    seed_long_max_digits: Optional[int] = None
+    seed_hint_fraction: float = 0.3
+
+    def check(self, cfg) -> None:
+        if not 1 <= self.min_digits <= self.max_digits or self.train_size < 1 or self.test_size < 1 or self.seed_max_digits < 1:
+            raise ConfigError("task.addition needs 1 <= min_digits <= max_digits, seed_max_digits >= 1 and positive sizes")
+        if not 0 < self.seed_long_decay <= 1:
+            raise ConfigError(f"task.addition.seed_long_decay={self.seed_long_decay} must be in (0, 1] (1: longer sums uniform)")
+        top = self.seed_long_max_digits
+        if top is not None and not self.seed_max_digits < top <= self.max_digits:
+            raise ConfigError(
+                f"task.addition.seed_long_max_digits={top} must be above seed_max_digits="
+                f"{self.seed_max_digits} and at most max_digits={self.max_digits} (or null: max_digits)"
+            )
+        pool = sum((10 if n == 1 else 9 * 10 ** (n - 1)) ** 2 for n in range(self.min_digits, self.max_digits + 1))
+        if self.train_size + self.test_size > pool:
+            raise ConfigError(
+                f"task.addition: {self.min_digits}-{self.max_digits} digits give only {pool} distinct problems, fewer than "
+                f"train_size + test_size = {self.train_size + self.test_size}; raise max_digits or lower the sizes"
+            )
+
+
+@TASKS.register("addition", config=AdditionConfig)
 class Addition(InputTargetTask):
     name = "addition"
+    checks_steps = True
 
-    def __init__(self, cfg, data_dir: str, seed: int):
+    def __init__(self, cfg: AdditionConfig, data_dir: str, seed: int):
         super().__init__(numeric, few_shot=0)
         self.cfg, self.data_dir, self.seed = cfg, data_dir, seed
+
+    @classmethod
+    def from_config(cls, run) -> "Addition":
+        return cls(run.task.addition, run.task.data_dir, run.seed)
 
     def load(self) -> Splits:
         c = self.cfg

@@ -8,11 +8,9 @@ on its own last line, after the rationale.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from starjax.sampling.engine import Sampler
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,7 @@ class Task:
     """
 
     name = "task"
+    checks_steps = False  # True where `step_checks` judges a rationale's intermediate steps
 
     def __init__(self, verifier: Verifier, few_shot: int = 0):
         self.verifier = verifier
@@ -108,17 +107,14 @@ class Task:
         """(prompt, completion) records to pre-train a base model on; default: `gold_records`."""
         return self.gold_records(splits)
 
-    def complete(
-        self, sampler: "Sampler", prompts: list[str], seed: int, temperature: float, num_samples: int
-    ) -> list[list[Continuation]]:
-        """`num_samples` completions per prompt: one continuation of each prompt by default."""
-        rows = sampler.generate(prompts, seed, temperature=temperature, num_samples=num_samples)
-        return [[Continuation(c.text, c.finish == "length") for c in row] for row in rows]
+    def step_checks(self, problem: Problem, completion: str) -> list[bool] | None:
+        """Per intermediate step of the rationale, whether it is right; None where the task cannot tell."""
+        return None
 
-    def training_records(self, records: list[dict]) -> list[dict]:
-        """The (prompt, completion) records a model is trained on for these whole-chain records:
-        the records themselves, unless the task samples its chains in pieces (`complete`)."""
-        return records
+    def step_states(self) -> int | None:
+        """M when the step checks are transitions of a tabular chain with M states per step, so
+        RL-STaR's per-step d_hat can be read from them (zip_chain); None otherwise."""
+        return None
 
     def chain_shape(self, problem: Problem) -> tuple[int, int] | None:
         """(M candidate next states per step, T steps) in RL-STaR's tabular view, if the task has one."""
@@ -134,6 +130,25 @@ class Task:
         for p in splits.train + splits.test:
             out += [self.prompt(p), self.prompt(p, hint=True), self.target(p) or p.answer]
         return out
+
+
+class MarkovChainTask(ABC):
+    """A task whose answer is reached by `num_steps` state transitions that a policy can take one
+    at a time, each from a prompt holding only the current state (the markov_chain rollout)."""
+
+    num_steps: int
+
+    @abstractmethod
+    def step_prompt(self, state: str) -> str:
+        """The prompt that asks for the state after `state`."""
+
+    @abstractmethod
+    def prompt_state(self, prompt: str) -> str:
+        """The state a (question or step) prompt holds."""
+
+    @abstractmethod
+    def state_level(self, state: str) -> int | None:
+        """Steps taken to reach `state`, or None for a malformed one."""
 
 
 class InputTargetTask(Task):

@@ -11,12 +11,68 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import replace
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Iterator, Mapping, Optional
 
-from starjax.config import FileTaskConfig
+from starjax.data_files import UNPARSABLE, read_jsonl
+from starjax.errors import ConfigError
 from starjax.tasks.base import Problem, Task, Verifier, answer_line, before_next_question, last_line_answer, question_answer
-from starjax.tasks.rows import UNPARSABLE, check_nonempty, read_jsonl, scalar_text, to_problem, to_problems
+from starjax.tasks.rows import check_nonempty, numbered, scalar_text, to_problem, to_problems
+
+FILE_FORMATS = ("plain", "gsm8k", "commonsenseqa")  # the layouts below (FORMATS)
+FILE_FIELDS = ("question", "answer", "rationale", "difficulty", "choices")
+
+
+@dataclass(frozen=True)
+class FileTaskConfig:
+    # jsonl: a file of {question, answer[, rationale][, difficulty]} rows; tfds: a dataset name
+    # (NAME or NAME/CONFIG, prepared locally under data.tfds_data_dir or registered).
+    train: Optional[str] = None
+    # jsonl: the test file, null = hold out `test_fraction` of the training rows (by question hash).
+    # tfds: another dataset to take test_split from, null = the train dataset.
+    test: Optional[str] = None
+    test_fraction: float = 0.1
+    # tfds only: splits to read; test_split null = hold out `test_fraction` of train_split.
+    train_split: str = "train"
+    test_split: Optional[str] = "test"
+    # The rows' own names for question/answer/rationale/difficulty (and choices: commonsenseqa).
+    fields: Dict[str, str] = field(
+        default_factory=lambda: {"question": "question", "answer": "answer", "rationale": "rationale", "difficulty": "difficulty"}
+    )
+    # Row and prompt layout: plain (`Question:` / `Answer:`), or the STaR paper's gsm8k or
+    # commonsenseqa (docs/tasks.md).
+    format: str = "plain"
+    # exact, numeric, choice, or package.module:function(predicted, gold) -> bool;
+    # null = the format's own: plain exact, gsm8k numeric, commonsenseqa choice.
+    verifier: Optional[str] = None
+    # Problems with a rationale shown before each question: the first N training problems, or of
+    # few_shot_file when set (there 0 = all of the file's exemplars: it is written for the purpose).
+    few_shot: int = 0
+    # A JSONL file of exemplars with rationales, in the same format and field names as the data
+    # (the STaR paper's hand-written CommonsenseQA rationales); null = use training problems.
+    few_shot_file: Optional[str] = None
+
+    def check(self, cfg) -> None:
+        """task.jsonl or task.tfds (whichever this is); the data itself only when the run uses it."""
+        name = next(n for n in ("jsonl", "tfds") if getattr(cfg.task, n, None) is self)
+        if not 0 <= self.test_fraction < 1 or self.few_shot < 0:
+            raise ConfigError(f"task.{name} needs 0 <= test_fraction < 1 and few_shot >= 0")
+        unknown = sorted(set(self.fields) - set(FILE_FIELDS))
+        if unknown:
+            raise ConfigError(f"task.{name}.fields has unknown keys {unknown}; use {', '.join(FILE_FIELDS)}")
+        if self.format not in FILE_FORMATS:
+            raise ConfigError(f"task.{name}.format={self.format!r} is unknown; choose one of {list(FILE_FORMATS)}")
+        if cfg.task.name != name:
+            return
+        what = "a JSONL file" if name == "jsonl" else "a TFDS dataset name"
+        if self.train is None:
+            raise ConfigError(f"task.name={name} needs task.{name}.train: {what}")
+        held = self.test is None if name == "jsonl" else self.test_split is None
+        if held and self.test_fraction == 0:
+            raise ConfigError(
+                f"task.{name}: no test data; set task.{name}.test{'' if name == 'jsonl' else '_split'} "
+                f"or task.{name}.test_fraction > 0"
+            )
 
 
 def own_answer(completion: str) -> str:
@@ -230,7 +286,7 @@ class FileTask(Task):
 
     def _read_shots(self, path: str) -> list[Problem]:
         key, skipped = f"task.{self.name}.few_shot_file", Counter()
-        rows = self.problems(read_jsonl(path, "shot", key), skipped)
+        rows = self.problems(numbered("shot", read_jsonl(path, key)), skipped)
         shots = [p for p in rows if self.target(p) is not None]
         if len(shots) < len(rows):
             skipped["no rationale"] += len(rows) - len(shots)

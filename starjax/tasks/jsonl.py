@@ -6,14 +6,22 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from starjax.config import ConfigError, FileTaskConfig
+from starjax.data_files import read_jsonl
+from starjax.errors import ConfigError
+from starjax.registry import TASKS
 from starjax.tasks.base import Splits, Verifier
-from starjax.tasks.formats import FileTask
-from starjax.tasks.rows import check_nonempty, held_out, read_jsonl
+from starjax.tasks.formats import FileTask, FileTaskConfig, verifier_name
+from starjax.tasks.rows import check_nonempty, held_out_problems, numbered
+from starjax.tasks.verifiers import get_verifier
 
 
+@TASKS.register("jsonl", config=FileTaskConfig)
 class JsonlTask(FileTask):
     name = "jsonl"
+
+    @classmethod
+    def from_config(cls, run) -> "JsonlTask":
+        return cls(run.task.jsonl, get_verifier(verifier_name(run.task.jsonl)))
 
     def __init__(self, cfg: FileTaskConfig, verifier: Verifier):
         if cfg.train is None:
@@ -26,10 +34,10 @@ class JsonlTask(FileTask):
 
     def load(self) -> Splits:
         c, skipped = self.cfg, Counter()
-        train = self.problems(read_jsonl(c.train, "train", "task.jsonl.train"), skipped)
+        train = self.problems(numbered("train", read_jsonl(c.train, "task.jsonl.train")), skipped)
         check_nonempty(train, f"task.jsonl.train ({c.train})", skipped, "check its rows")
         if c.test is None:
-            train, test = held_out(train, c.test_fraction)
+            train, test = held_out_problems(train, c.test_fraction)
             check_nonempty(
                 train,
                 f"task.jsonl.train after holding out test_fraction={c.test_fraction}",
@@ -37,7 +45,7 @@ class JsonlTask(FileTask):
                 "lower task.jsonl.test_fraction",
             )
         else:
-            test = self.problems(read_jsonl(c.test, "test", "task.jsonl.test"), skipped)
+            test = self.problems(numbered("test", read_jsonl(c.test, "task.jsonl.test")), skipped)
         check_nonempty(
             test,
             f"the test split ({c.test or f'held out from {c.train}'})",

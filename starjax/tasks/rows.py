@@ -4,16 +4,12 @@ row's side never changes when rows are added or removed, and a question is never
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from starjax.config import ConfigError
+from starjax.data_files import UNPARSABLE, held_out
+from starjax.errors import ConfigError
 from starjax.tasks.base import Problem
-
-UNPARSABLE = object()  # stands for a line that is not JSON (or not UTF-8)
 
 
 def scalar_text(value: Any) -> str | None:
@@ -80,29 +76,14 @@ def to_problems(
     return out
 
 
-def read_jsonl(path: str | Path, split: str, key: str) -> Iterator[tuple[str, Any]]:
-    """(id, parsed object or UNPARSABLE) per non-empty line; ids are `split-LINE`. `key` names the
-    config key holding the path, for the error when the file is missing."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"{key}: file {str(p)!r} not found")
-    with p.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                yield f"{split}-{n}", json.loads(raw.decode())
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                yield f"{split}-{n}", UNPARSABLE
+def numbered(split: str, lines: Iterator[tuple[int, Any]]) -> Iterator[tuple[str, Any]]:
+    """read_jsonl's (line, object) pairs as (`split-LINE` id, object)."""
+    return ((f"{split}-{n}", row) for n, row in lines)
 
 
-def held_out(problems: list[Problem], fraction: float) -> tuple[list[Problem], list[Problem]]:
+def held_out_problems(problems: list[Problem], fraction: float) -> tuple[list[Problem], list[Problem]]:
     """(train, test): a question is in test iff a hash of its text falls below `fraction`."""
-    train, test = [], []
-    for p in problems:
-        digest = hashlib.sha256(" ".join(p.question.split()).encode()).digest()
-        (test if int.from_bytes(digest[:8], "big") < fraction * 2**64 else train).append(p)
-    return train, test
+    return held_out(problems, fraction, lambda p: p.question)
 
 
 def check_nonempty(problems: list[Problem], what: str, skipped: Counter, fix: str) -> None:

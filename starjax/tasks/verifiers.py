@@ -6,7 +6,7 @@ import importlib
 import re
 from fractions import Fraction
 
-from starjax.config import ConfigError
+from starjax.errors import ConfigError
 from starjax.tasks.base import Verifier
 
 
@@ -71,7 +71,36 @@ def choice(predicted: str | None, gold: str) -> bool:
     return p is not None and p == g
 
 
-VERIFIERS: dict[str, Verifier] = {"exact": exact, "numeric": numeric, "choice": choice}
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+_FRAC = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+
+
+def _math_text(s: str) -> str:
+    """A math answer as plain text: the last \\boxed{...} if any, $ and \\left/\\right dropped,
+    \\frac{a}{b} as a/b, spaces removed."""
+    boxed = _BOXED.findall(s)
+    s = boxed[-1] if boxed else s
+    s = s.replace("$", "").replace("\\left", "").replace("\\right", "").replace("\\!", "")
+    s = _FRAC.sub(r"(\1)/(\2)", s)
+    s = re.sub(r"\((-?\d+)\)/\((\d+)\)", r"\1/\2", s)
+    return re.sub(r"\s+", "", s).rstrip(".")
+
+
+def math(predicted: str | None, gold: str) -> bool:
+    """The same math answer: numbers (and \\frac{a}{b}, \\boxed{...}) compared exactly as values,
+    anything else as text without spaces, dollar signs or \\left/\\right."""
+    if predicted is None:
+        return False
+    p, g = _math_text(predicted), _math_text(gold)
+    pn, gn = canonical_number(p) if _NUMBER.fullmatch(p.replace("\u2212", "-")) else None, None
+    if _NUMBER.fullmatch(g.replace("\u2212", "-")):
+        gn = canonical_number(g)
+    if pn is not None and gn is not None:
+        return pn == gn
+    return p.lower() == g.lower()
+
+
+VERIFIERS: dict[str, Verifier] = {"exact": exact, "numeric": numeric, "choice": choice, "math": math}
 
 
 def get_verifier(spec: str) -> Verifier:

@@ -12,8 +12,8 @@ next state with probability d_t and otherwise a uniformly random level-t state (
 the correct one has probability (1 + (M-1) d_t) / M, exactly the model in `starjax.theory`.
 
 Format: prompt `Input:\\nx101.011\\nTarget:\\n`, completion s_1..s_T one per line (the answer s_T
-last). Every pair is a problem; train = test = all pairs unless `test_fraction` > 0. With
-`markov`, the policy is asked one step at a time (prompt `Input:\\n<s_t-1>\\nTarget:\\n`,
+last). Every pair is a problem; train = test = all pairs unless `test_fraction` > 0. With the
+markov_chain rollout the policy is asked one step at a time (prompt `Input:\\n<s_t-1>\\nTarget:\\n`,
 completion s_t) and the T answers are joined into the same completion format.
 difficulty is "": every problem has the same T steps and, in the tabular model, the same odds.
 """
@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass, field
+from typing import List
 
-from starjax.seeds import derive
-from starjax.tasks.base import Continuation, InputTargetTask, Problem, Splits, input_target
+from starjax.errors import ConfigError
+from starjax.registry import TASKS
+from starjax.tasks.base import InputTargetTask, MarkovChainTask, Problem, Splits, input_target
 from starjax.tasks.synthetic import load_synthetic, register
 from starjax.tasks.verifiers import exact
 
@@ -76,11 +79,6 @@ def pairs_of(bits: int) -> list[tuple[str, str]]:
     return [(a, b) for a in numbers for b in numbers]
 
 
-def _first_line(text: str) -> str:
-    lines = completion_lines(text)
-    return lines[0] if lines else ""
-
-
 def completion_lines(completion: str) -> list[str]:
     return [line.strip() for line in completion.strip().splitlines() if line.strip()]
 
@@ -100,28 +98,6 @@ def step_checks(problem: Problem, completion: str, bits: int) -> list[bool]:
         checks.append(state == step(prev, bits))
         prev = state
     return checks
-
-
-def estimate_deltas(checks: list[list[bool]], M: int) -> list[float]:
-    """Per step: d_hat = (M alpha_hat - 1) / (M - 1), alpha_hat = share of trajectories whose step is correct."""
-    if not checks:
-        raise ValueError("estimate_deltas needs at least one trajectory of step checks")
-    T = len(checks[0])
-    if any(len(c) != T for c in checks):
-        raise ValueError(f"every trajectory needs the same number of step checks (the first has {T})")
-    alphas = [sum(c[t] for c in checks) / len(checks) for t in range(T)]
-    return [(M * a - 1) / (M - 1) for a in alphas]
-
-
-def wrong_intermediate(checks: list[bool], final_correct: bool) -> bool:
-    """A right answer reached through at least one wrong step (what RL-STaR's robustness result is about)."""
-    return final_correct and not all(checks)
-
-
-def wrong_intermediate_share(checks: list[list[bool]], final_correct: list[bool]) -> float | None:
-    """Share of final-correct trajectories with a wrong step; None when no trajectory is final-correct."""
-    right = [c for c, ok in zip(checks, final_correct, strict=True) if ok]
-    return sum(not all(c) for c in right) / len(right) if right else None
 
 
 def sample_trajectory(a: str, b: str, deltas: list[float], rng: random.Random) -> list[str]:
@@ -156,10 +132,40 @@ def generate(split: str, params: dict):
 register("zip_chain", generate)
 
 
-class ZipChain(InputTargetTask):
-    name = "zip_chain"
+@dataclass(frozen=True)
+class ZipChainConfig:
+    # Two numbers of `bits` binary digits; one digit pair moves per step, so T = bits steps.
+    bits: int = 3
+    # Base-model seed data: trajectories sampled from the noisy kernel (correct step w.p.
+    # (1 + (M-1) d_t) / M), `seed_per_question` per question; one delta, or one per step.
+    seed_delta: List[float] = field(default_factory=lambda: [0.2])
+    seed_per_question: int = 64
+    # Train = test = all 4^bits pairs (as in RL-STaR) unless test_fraction > 0.
+    test_fraction: float = 0.0
+    # (star.rollout=markov_chain shows the policy only the current state at each step, as in the
+    # tabular model; the default rollout writes the whole chain in one completion, docs/rlstar.md)
 
-    def __init__(self, cfg, data_dir: str, seed: int):
+    def check(self, cfg) -> None:
+        if not 1 <= self.bits <= 8 or not self.seed_delta or any(not 0 <= d <= 1 for d in self.seed_delta):
+            raise ConfigError("task.zip_chain needs 1 <= bits <= 8 and seed_delta values in [0, 1]")
+        if len(self.seed_delta) not in (1, self.bits):
+            raise ConfigError(
+                f"task.zip_chain.seed_delta has {len(self.seed_delta)} values; give one, or one per step ({self.bits})"
+            )
+        if not 0 <= self.test_fraction < 1 or self.seed_per_question < 1:
+            raise ConfigError("task.zip_chain needs 0 <= test_fraction < 1 (0: test = train) and seed_per_question >= 1")
+
+
+@TASKS.register("zip_chain", config=ZipChainConfig)
+class ZipChain(InputTargetTask, MarkovChainTask):
+    name = "zip_chain"
+    checks_steps = True
+
+    @classmethod
+    def from_config(cls, run) -> "ZipChain":
+        return cls(run.task.zip_chain, run.task.data_dir, run.seed)
+
+    def __init__(self, cfg: ZipChainConfig, data_dir: str, seed: int):
         super().__init__(exact, few_shot=0)
         self.cfg, self.data_dir, self.seed = cfg, data_dir, seed
         self.num_steps = cfg.bits  # T
@@ -193,42 +199,14 @@ class ZipChain(InputTargetTask):
     def step_prompt(self, state: str) -> str:
         return input_target(state)
 
-    def complete(self, sampler, prompts: list[str], seed: int, temperature: float, num_samples: int) -> list[list[Continuation]]:
-        """Markov: T rounds, each sampling the next state from a prompt that holds only the current one."""
-        if not self.cfg.markov:
-            return super().complete(sampler, prompts, seed, temperature, num_samples)
-        first = super().complete(sampler, prompts, seed, temperature, num_samples)
-        chains = [[c] for row in first for c in row]
-        for t in range(1, self.num_steps):
-            # a malformed state ends its chain (every later step is wrong anyway, see step_checks)
-            live = [c for c in chains if level(_first_line(c[-1].text), self.num_steps) == t]
-            nxt = (
-                super().complete(
-                    sampler, [self.step_prompt(_first_line(c[-1].text)) for c in live], derive(seed, "step", t), temperature, 1
-                )
-                if live
-                else []
-            )
-            for chain, row in zip(live, nxt):
-                chain.append(row[0])
-        # a step cut before its state line ended leaves the chain unfinished
-        joined = [
-            Continuation(
-                "\n".join(_first_line(c.text) for c in chain), any(c.truncated and "\n" not in c.text.lstrip() for c in chain)
-            )
-            for chain in chains
-        ]
-        return [joined[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
+    def prompt_state(self, prompt: str) -> str:
+        return _QUESTION.search(prompt).group(1)
 
-    def training_records(self, records: list[dict]) -> list[dict]:
-        """Markov: each chain becomes T one-step records (previous state -> next state)."""
-        if not self.cfg.markov:
-            return records
-        out = []
-        for r in records:
-            states = [_QUESTION.search(r["prompt"]).group(1), *completion_lines(r["completion"])]
-            out += [{**r, "prompt": self.step_prompt(a), "completion": b} for a, b in zip(states, states[1:])]
-        return out
+    def state_level(self, state: str) -> int | None:
+        return level(state, self.num_steps)
+
+    def step_states(self) -> int:
+        return self.num_states
 
     def step_checks(self, problem: Problem, completion: str) -> list[bool]:
         return step_checks(problem, completion, self.num_steps)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from starjax.config import ConfigError
+from starjax.errors import ConfigError
 from starjax.theory.rlstar import (
     TheoryError,
     Trajectory,

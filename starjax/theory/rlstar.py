@@ -253,3 +253,15 @@ def criterion(deltas: Sequence[float], M: int) -> Criterion:
     else:
         verdict = "every step has d > 0: STaR improves the accuracy every iteration and it converges to 1"
     return Criterion(improves=improves, stalls=stalls, verdict=verdict)
+
+
+def estimate_deltas(checks: list[list[bool]], M: int) -> list[float]:
+    """Per step of sampled chains: d_hat = (M alpha_hat - 1) / (M - 1), alpha_hat = the share of
+    trajectories whose step is correct (each check: that step's state is the kernel's next one)."""
+    if not checks:
+        raise ValueError("estimate_deltas needs at least one trajectory of step checks")
+    T = len(checks[0])
+    if any(len(c) != T for c in checks):
+        raise ValueError(f"every trajectory needs the same number of step checks (the first has {T})")
+    alpha = [sum(c[t] for c in checks) / len(checks) for t in range(T)]
+    return [(M * a - 1) / (M - 1) for a in alpha]

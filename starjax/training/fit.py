@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from starjax import multihost
 from starjax.checkpoint import TrainCheckpoints
-from starjax.config import ConfigError, TrainConfig
+from starjax.errors import ConfigError
 from starjax.model.transformer import Transformer
+from starjax.schema import TrainConfig
 from starjax.training.data import Example, PackedData, device_batch
 from starjax.training.step import TrainState, compile_train_step, init_state, train_step_traces
 

@@ -7,7 +7,7 @@ import jax
 import optax
 from flax import nnx
 
-from starjax.config import TrainConfig
+from starjax.schema import TrainConfig
 
 
 def schedule(cfg: TrainConfig) -> optax.Schedule:

@@ -8,8 +8,6 @@ Restarting the same command continues from the newest readable checkpoint.
 from __future__ import annotations
 
 import json
-import sys
-import zlib
 from pathlib import Path
 
 import jax
@@ -17,9 +15,14 @@ import numpy as np
 from flax import nnx
 
 from starjax import multihost, runtime
-from starjax.checkpoint import load_model, save_params
-from starjax.config import Config, ConfigError, check_run_dir, save_config, to_yaml
-from starjax.tokenizer import load_run_tokenizer
+from starjax.checkpoint import save_params
+from starjax.config import save_config, to_yaml
+from starjax.data_files import held_out
+from starjax.errors import ConfigError
+from starjax.log import log
+from starjax.run_dir import RunDir
+from starjax.schema import Config
+from starjax.sources import load_model, load_run_tokenizer, with_vocab
 from starjax.training.data import device_batch, pack, tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit
 from starjax.training.records import load_records
@@ -27,31 +30,22 @@ from starjax.training.step import loss_sums
 from starjax.training.tensorboard import TensorBoard
 
 
-def split_records(records: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
-    """A stable held-out split: a record's side depends only on its content."""
-    train, held = [], []
-    for r in records:
-        key = json.dumps(r, sort_keys=True).encode()
-        (held if zlib.crc32(key) % 10_000 < fraction * 10_000 else train).append(r)
-    return train, held
-
-
 def run_sft(cfg: Config) -> int:
-    check_run_dir(cfg)
+    run_dir = RunDir.at(cfg.run_dir)
+    run_dir.check()
     rules = runtime.start(cfg)  # before anything else touches a device
     t, d = cfg.train, cfg.data
     if d.train is None:
         raise ConfigError("starjax sft needs data: set data.train=FILE.jsonl or data.train=tfds:NAME")
     tokenizer = load_run_tokenizer(cfg, "sft")
-    run_dir = Path(cfg.run_dir)
+    cfg = with_vocab(cfg, tokenizer)
     lead = multihost.is_lead()
-    log = (lambda msg: print(f"starjax: {msg}", file=sys.stderr, flush=True)) if lead else (lambda msg: None)
 
-    records, unparsable = load_records(d.train, d)
+    records, unparsable = load_records(d.train, d, "data.train")
     if d.eval is None:
-        records, held = split_records(records, d.eval_fraction)
+        records, held = held_out(records, d.eval_fraction, lambda r: json.dumps(r, sort_keys=True))
     else:
-        held, _ = load_records(d.eval, d)
+        held, _ = load_records(d.eval, d, "data.eval")
     train_ex, skipped = tokenize_records(records, tokenizer, t.seq_len)
     eval_ex, eval_skipped = tokenize_records(held, tokenizer, t.seq_len)
     skipped = {k: v + eval_skipped[k] for k, v in skipped.items()}  # bad records on either side
@@ -64,10 +58,10 @@ def run_sft(cfg: Config) -> int:
     model = load_model(t.init_from, cfg.model, rules, cfg.seed)
     graphdef, _ = nnx.split(model)
     if lead:
-        save_config(cfg, run_dir)
+        save_config(cfg, run_dir.root)
     eval_loss = _evaluator(graphdef, rules, pack(eval_ex, t.seq_len), t.batch_size) if eval_ex else None
-    writer = TensorBoard(run_dir / "tb") if lead else None
-    metrics_path = run_dir / "metrics.jsonl"
+    writer = TensorBoard(run_dir.tensorboard) if lead else None
+    metrics_path = run_dir.metrics
     opened: list = []
 
     def on_step(done: int, m: dict, state) -> None:
@@ -85,7 +79,7 @@ def run_sft(cfg: Config) -> int:
             writer.scalars({("eval/loss" if k == "eval_loss" else f"train/{k}"): v for k, v in m.items() if k != "step"}, done)
 
     try:
-        result = fit(model, train_ex, t, cfg.seed, run_dir / "checkpoints", {"config": to_yaml(cfg)}, on_step, "sft")
+        result = fit(model, train_ex, t, cfg.seed, run_dir.checkpoints, {"config": to_yaml(cfg)}, on_step, "sft")
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
     finally:
@@ -93,8 +87,8 @@ def run_sft(cfg: Config) -> int:
             opened[0].close()
         if writer is not None:
             writer.close()
-    save_params(run_dir / "params", result.model, overwrite=True)  # collective: every process writes its shards
-    log(f"done: {t.steps} steps; run directory {run_dir}")
+    save_params(run_dir.params, result.model, overwrite=True)  # collective: every process writes its shards
+    log(f"done: {t.steps} steps; run directory {run_dir.root}")
     return 0
 
 

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from starjax.config import TrainConfig
 from starjax.model.transformer import Transformer
+from starjax.schema import TrainConfig
 from starjax.sharding import AxisRules
 from starjax.training.optimizer import make_optimizer, schedule
 

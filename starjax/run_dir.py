@@ -1,0 +1,101 @@
+"""`RunDir`: every path of a run directory, in one place.
+
+config.yaml          the config as given (a resume is compared with it)
+metrics.jsonl        one line per STaR iteration (sft: per logged step)
+accuracy.png         the STaR curves
+tb/                  TensorBoard events
+tokenizer.model      the tokenizer trained on the task text (absent when one was given)
+tokenizer_cache/     its training cache, keyed by content
+samples/iter_N.jsonl every sampled attempt of iteration N with its verdict
+state/<step>         the STaR loop's JSON checkpoints (star/state.py)
+base/                the pre-trained base model (warm/: after the optional warm start)
+pretrain/, pretrain_warm/   their train-state checkpoints while they run
+params/iter_N/       the policy of STaR iteration N (sft: params/ holds the fine-tuned model)
+train/iter_N/        iteration N's fine-tune checkpoints while it runs
+checkpoints/         sft's train-state checkpoints
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from starjax.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> RunDir:
+        return cls(Path(path))
+
+    def check(self) -> None:
+        """For the commands that write a run directory, before they compute anything."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"run_dir={self.root} is a file, not a directory; give another run_dir")
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def plot(self) -> Path:
+        return self.root / "accuracy.png"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer.model"
+
+    @property
+    def tokenizer_cache(self) -> Path:
+        return self.root / "tokenizer_cache"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def warm(self) -> Path:
+        return self.root / "warm"
+
+    def pretrain_checkpoints(self, stage: str) -> Path:
+        """`pretrain` or `pretrain_warm`."""
+        return self.root / stage
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def samples(self, iteration: int) -> Path:
+        return self.root / "samples" / f"iter_{iteration}.jsonl"
+
+    def policy(self, iteration: int) -> Path:
+        return self.params / f"iter_{iteration}"
+
+    def fine_tune_checkpoints(self, iteration: int) -> Path:
+        return self.root / "train" / f"iter_{iteration}"
+
+    def newest_policy(self) -> Path | None:
+        """The newest STaR policy (params/iter_N), else the pre-trained base, else None."""
+        iters = sorted((int(p.name[5:]), p) for p in self.params.glob("iter_*") if p.name[5:].isdigit() and p.is_dir())
+        if iters:
+            return iters[-1][1]
+        return self.base if self.base.is_dir() else None

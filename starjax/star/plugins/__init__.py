@@ -1,0 +1,1 @@
+"""The built-in rollouts, scorers and selectors, registered by name (starjax/registry.py)."""
