@@ -10,6 +10,7 @@ from pathlib import Path
 
 from starjax.data_files import read_jsonl
 from starjax.errors import ConfigError
+from starjax.log import log
 from starjax.schema import Config
 
 
@@ -43,7 +44,7 @@ def run_sample(cfg: Config, args: argparse.Namespace) -> int:
     cfg = with_vocab(cfg, tokenizer)
     rules = start(cfg)
     if not args.checkpoint:
-        print("starjax: no --checkpoint: sampling from a randomly initialised model", file=sys.stderr)
+        log("no --checkpoint: sampling from a randomly initialised model")
     model = load_model(args.checkpoint, cfg.model, rules, cfg.seed)
     sampler = Sampler(model, tokenizer, cfg.sampler)
 
@@ -65,9 +66,8 @@ def run_sample(cfg: Config, args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     generated = sum(len(c.tokens) for samples in results for c in samples)
-    print(
-        f"starjax: {len(prompts)} prompts, {generated} tokens in {elapsed:.2f}s "
-        f"({generated / elapsed:,.0f} tokens/s incl. compile), {sampler.compilations} compilation(s)",
-        file=sys.stderr,
+    log(
+        f"{len(prompts)} prompts, {generated} tokens in {elapsed:.2f}s "
+        f"({generated / elapsed:,.0f} tokens/s incl. compile), {sampler.compilations} compilation(s)"
     )
     return 0
