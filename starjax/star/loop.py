@@ -38,7 +38,8 @@ from starjax.star.predict import predict
 from starjax.star.protocols import Context
 from starjax.star.reference import compare, load_reference
 from starjax.star.setup import Plugins, RunSetup, build_plugins, prepare
-from starjax.star.state import Compilations, IterationRecord, RunState
+from starjax.star.state import Attempt, Compilations, IterationRecord, Kept, RunState
+from starjax.tasks.base import Problem, Task
 from starjax.training.data import tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit, with_steps
 from starjax.training.tensorboard import TensorBoard
@@ -69,6 +70,20 @@ class Run:
 
     def compilations(self, state: RunState) -> Compilations:
         return replace(state.compilations, sampler=self.compiles_before + self.sampler.compilations)
+
+    def sample(self, questions: list[Problem], n: int, hint: bool) -> list[list[Attempt]]:
+        """Rollout and score: star.num_samples attempts per question (with the answer as a hint:
+        star.rationalize_samples), each judged by the scorers."""
+        task, s = self.setup.task, self.cfg.star
+        prompts = [task.prompt(p, hint=hint) for p in questions]
+        count = (s.rationalize_samples or s.num_samples) if hint else s.num_samples
+        seed = _seed(self.cfg, n, "rationalize" if hint else "generate")
+        texts = self.plugins.rollout.complete(self.sampler, prompts, seed, s.temperature, count)
+        return attempts(task, questions, prompts, texts, hint, self.plugins.scorers)
+
+    def select(self, questions: list[Problem], tries: list[list[Attempt]]) -> tuple[list[bool], list[Kept]]:
+        """Per question whether it is solved, and the kept training records (star.selectors)."""
+        return select(self.setup.task, questions, tries, self.plugins.selectors, self.cfg.star.train_prompt == "few_shot")
 
 
 def run_star(cfg: Config, allow_config_change: bool = False, reference: str | None = None) -> int:
@@ -125,52 +140,48 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
 
 
 def generate(run: Run, state: RunState, n: int) -> RunState:
-    """Rollout, score, rationalize the failures, select: the kept set of iteration n."""
-    cfg, setup, plugins = run.cfg, run.setup, run.plugins
-    task, train, s = setup.task, setup.train, cfg.star
+    """Rollout and score, select, rationalize what nothing solved: the kept set of iteration n."""
+    train, s = run.setup.train, run.cfg.star
     began = time.perf_counter()
-    prompts = [task.prompt(p) for p in train]
-    texts = plugins.rollout.complete(run.sampler, prompts, _seed(cfg, n, "generate"), s.temperature, s.num_samples)
-    tries = attempts(task, train, prompts, texts, False, plugins.scorers)
-    few_shot_prompt = s.train_prompt == "few_shot"
-    solved, kept = select(task, train, tries, plugins.selectors, few_shot_prompt)
-    current = {
+    tries = run.sample(train, n, hint=False)
+    solved, kept = run.select(train, tries)
+    current = _sampled(run.setup.task, train, tries, solved)
+    seconds = {"generate": time.perf_counter() - began}
+    samples = [a.record(p) for p, row in zip(train, tries) for a in row]
+    rationalized: list[Kept] = []
+    if s.rationalize:
+        began = time.perf_counter()
+        failed = [p for p, ok in zip(train, solved) if not ok and p.id in run.setup.hintable]
+        if failed:
+            hinted = run.sample(failed, n, hint=True)
+            rationalized = run.select(failed, hinted)[1]
+            samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
+            current["truncated"] += sum(a.truncated for row in hinted for a in row)
+        seconds["rationalize"] = time.perf_counter() - began
+    kept += rationalized
+    if run.setup.task.checks_steps:  # RL-STaR: how many kept chains went through a wrong step
+        wrong = [not k.steps_ok for k in kept]  # checked once, when the attempt was scored
+        current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
+    if multihost.is_lead():
+        report.write_samples(run.setup.run_dir.samples(n), samples)
+    log(
+        f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
+        f"({len(rationalized)} by rationalization)"
+    )
+    kept_all = merge(state.kept_all, kept, run.plugins.selectors) if s.accumulate else ()
+    current.update(kept=len(kept), rationalized=len(rationalized), seconds=seconds)
+    return replace(state, kept=tuple(kept), kept_all=kept_all, current=current)
+
+
+def _sampled(task: Task, train: list[Problem], tries: list[list[Attempt]], solved: list[bool]) -> dict:
+    """The policy's measured quality on the training questions, and RL-STaR's prediction from it."""
+    return {
         "train_accuracy": sum(solved) / len(train),
         "train_accuracy_by_difficulty": by_difficulty(train, solved),
         "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
         "truncated": sum(a.truncated for row in tries for a in row),
         **predict(task, train, tries),
     }
-    seconds = {"generate": time.perf_counter() - began}
-    samples = [a.record(p) for p, row in zip(train, tries) for a in row]
-    rationalized: list = []
-    if s.rationalize:
-        began = time.perf_counter()
-        failed = [p for p, ok in zip(train, solved) if not ok and p.id in setup.hintable]
-        if failed:
-            hinted_prompts = [task.prompt(p, hint=True) for p in failed]
-            seed = _seed(cfg, n, "rationalize")
-            hinted_texts = plugins.rollout.complete(
-                run.sampler, hinted_prompts, seed, s.temperature, s.rationalize_samples or s.num_samples
-            )
-            hinted = attempts(task, failed, hinted_prompts, hinted_texts, True, plugins.scorers)
-            rationalized = select(task, failed, hinted, plugins.selectors, few_shot_prompt)[1]
-            samples += [a.record(p) for p, row in zip(failed, hinted) for a in row]
-            current["truncated"] += sum(a.truncated for row in hinted for a in row)
-        seconds["rationalize"] = time.perf_counter() - began
-    kept += rationalized
-    if task.checks_steps:  # RL-STaR: how many kept chains went through a wrong step
-        wrong = [not k.steps_ok for k in kept]  # checked once, when the attempt was scored
-        current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
-    if multihost.is_lead():
-        report.write_samples(setup.run_dir.samples(n), samples)
-    log(
-        f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
-        f"({len(rationalized)} by rationalization)"
-    )
-    kept_all = merge(state.kept_all, kept, plugins.selectors) if s.accumulate else ()
-    current.update(kept=len(kept), rationalized=len(rationalized), seconds=seconds)
-    return replace(state, kept=tuple(kept), kept_all=kept_all, current=current)
 
 
 def fine_tune(run: Run, state: RunState, n: int) -> RunState:
