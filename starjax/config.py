@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from starjax.errors import ConfigError
 from starjax.hf.config import hf_architecture_layer
 from starjax.model.presets import PRESETS
-from starjax.registry import SCORERS, SELECTORS, TASKS, load_plugins
+from starjax.registry import ROLLOUTS, SCORERS, SELECTORS, TASKS, load_plugins
 from starjax.schema import Config, ScoringConfig, SelectionConfig, TaskConfig
 from starjax.validation import validate
 
@@ -42,9 +42,9 @@ def _schema_of(tasks: tuple, scorers: tuple, selectors: tuple) -> type:
         return make_dataclass(base.__name__, fields, bases=(base,), frozen=True)
 
     task, scoring, selection = (
-        section(TaskConfig, TASKS.configs()),
-        section(ScoringConfig, SCORERS.configs()),
-        section(SelectionConfig, SELECTORS.configs()),
+        section(TaskConfig, dict(tasks)),
+        section(ScoringConfig, dict(scorers)),
+        section(SelectionConfig, dict(selectors)),
     )
     return make_dataclass(
         "Config",
@@ -99,8 +99,6 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def _check_plugins(cfg: Config) -> None:
     """The chosen task, rollout, scorers and selectors exist; every task checks its settings, the
     scorers and selectors in use check theirs."""
-    from starjax.registry import ROLLOUTS
-
     TASKS.get(cfg.task.name)
     ROLLOUTS.get(cfg.star.rollout)
     if not cfg.star.scorers:

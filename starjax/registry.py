@@ -67,6 +67,19 @@ SCORERS = Registry("scorer", "star.scorers")
 SELECTORS = Registry("selector", "star.selectors")
 
 
+def import_function(spec: str, what: str) -> Callable:
+    """The callable `package.module:function` names; `what` says what it is for the error
+    ("verifier", "scorer")."""
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {what} {spec!r}: {e}") from None
+    if not callable(fn):
+        raise ConfigError(f"{what} {spec!r} is not callable")
+    return fn
+
+
 _builtins_loaded = False
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from starjax import multihost, runtime
 from starjax.checkpoint import StateCheckpoints, save_params
 from starjax.errors import ConfigError
 from starjax.log import log
+from starjax.model.transformer import Transformer
 from starjax.sampling.engine import Sampler
 from starjax.schema import Config
 from starjax.seeds import derive
@@ -62,8 +63,8 @@ class Run:
     cfg: Config
     setup: RunSetup
     plugins: Plugins
-    base: object
-    policy: object
+    base: Transformer
+    policy: Transformer
     sampler: Sampler
     writer: TensorBoard | None
     compiles_before: int  # sampler programs compiled before a resume
@@ -214,8 +215,7 @@ def fine_tune(run: Run, state: RunState, n: int) -> RunState:
     if multihost.is_lead():
         shutil.rmtree(setup.run_dir.fine_tune_checkpoints(n), ignore_errors=True)
     seconds = {**state.current["seconds"], "train": time.perf_counter() - began}
-    state = state.measured(train_steps=steps, train_examples=len(examples), train_skipped=sum(skipped.values()))
-    state = state.measured(seconds=seconds)
+    state = state.measured(train_steps=steps, train_examples=len(examples), train_skipped=sum(skipped.values()), seconds=seconds)
     return replace(state, compilations=replace(state.compilations, train=state.compilations.train + compiled))
 
 
@@ -227,7 +227,7 @@ def evaluate_policy(run: Run, state: RunState, n: int) -> RunState:
     metrics = {**state.current, **extra}
     metrics.update(evaluate(setup.task, run.plugins.rollout, run.sampler, setup.test, cfg.star, _seed(cfg, n, "evaluate")))
     metrics["seconds"] = {**metrics.get("seconds", {}), "evaluate": time.perf_counter() - began}
-    metrics["compilations"] = {"sampler": run.compilations(state).sampler, "train": state.compilations.train}
+    metrics["compilations"] = asdict(run.compilations(state))
     record = IterationRecord(n, metrics)
     state = replace(state, history=(*state.history, record), current={})
     if multihost.is_lead():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from fractions import Fraction
 
 from starjax.errors import ConfigError
+from starjax.registry import import_function
 from starjax.tasks.base import Verifier
 
 
@@ -109,11 +109,4 @@ def get_verifier(spec: str) -> Verifier:
         return VERIFIERS[spec]
     if ":" not in spec:
         raise ConfigError(f"unknown verifier {spec!r}; use one of {sorted(VERIFIERS)} or module:function")
-    module, _, name = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"cannot import verifier {spec!r}: {e}") from None
-    if not callable(fn):
-        raise ConfigError(f"verifier {spec!r} is not callable")
-    return fn
+    return import_function(spec, "verifier")

@@ -71,8 +71,10 @@ class RewardModelScorer:
         @jax.jit
         def target_logprobs(state, tokens, positions, segments, targets):
             logits, _ = nnx.merge(graphdef, state)(tokens, positions, segments)
-            logp = jax.nn.log_softmax(logits.astype(np.float32), axis=-1)
-            return jax.numpy.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+            logits = logits.astype(np.float32)
+            # target logit - logsumexp, as the train step's loss: no [B, L, V] log-probability array
+            target_logit = jax.numpy.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+            return target_logit - jax.nn.logsumexp(logits, axis=-1)
 
         self._judge = (tokenizer, state, target_logprobs)
 

@@ -5,11 +5,10 @@ in star.scorers is a user scorer. The reward-model scorer is in reward_model.py.
 
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
 from starjax.errors import ConfigError
-from starjax.registry import SCORERS
+from starjax.registry import SCORERS, import_function
 from starjax.star.protocols import Context, Scorer, Verdict
 from starjax.tasks.base import Problem, Task, Verifier
 from starjax.tasks.verifiers import VERIFIERS
@@ -78,14 +77,7 @@ class FunctionScorer:
     > 0), a (score, correct) pair, or a Verdict."""
 
     def __init__(self, spec: str):
-        module, _, name = spec.partition(":")
-        try:
-            self.fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"star.scorers: cannot import scorer {spec!r}: {e}") from None
-        if not callable(self.fn):
-            raise ConfigError(f"star.scorers: {spec!r} is not callable")
-        self.spec = spec
+        self.fn, self.spec = import_function(spec, "scorer"), spec
 
     def __call__(self, problems: Sequence[Problem], prompts: Sequence[str], completions: Sequence[str]) -> list[Verdict]:
         got = list(self.fn(list(problems), list(prompts), list(completions)))
