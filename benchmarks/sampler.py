@@ -69,13 +69,20 @@ def timed_generate(cfg, rules, graphdef, params, batch: int, prompt_len: int, ne
     settings = SamplingSettings.create(cfg.sampler, eos_id=-1)  # -1 never occurs: EOS disabled
     prompts = np.random.RandomState(0).randint(4, cfg.model.vocab_size, (batch, prompt_len)).astype(np.int32)
     lengths = np.full((batch,), prompt_len, np.int32)
+    limits = np.full((batch, 1), new, np.int32)
     cache = KVCache.init(cfg.model, rules, batch, prompt_len + new)
 
     def call(seed: int, n: int = new) -> float:
         nonlocal cache
         start = time.perf_counter()
         out, cache = fn(
-            params, cache, prompts, lengths, jax.random.key(seed), dataclasses.replace(settings, max_new_tokens=np.int32(n))
+            params,
+            cache,
+            prompts,
+            lengths,
+            limits,
+            jax.random.key(seed),
+            dataclasses.replace(settings, max_new_tokens=np.int32(n)),
         )
         jax.block_until_ready(out)
         assert int(out.lengths.min()) == int(out.lengths.max()) == n, "every row must generate exactly n tokens"

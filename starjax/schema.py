@@ -109,6 +109,10 @@ class ModelConfig:
     init_std: float = 0.02
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
+    # einsum: attention as two einsums with float32 logits (every backend; the shared-prefix
+    # decode path always uses it). dot_product: jax.nn.dot_product_attention, which on GPU runs
+    # cuDNN's fused (flash) kernel where the shapes allow it and XLA's otherwise.
+    attention: str = "einsum"
     # Architecture variants real checkpoints need (model.from_hf sets them): the gated MLP's
     # activation (silu = SwiGLU; gelu_tanh = Gemma's GeGLU), embeddings times sqrt(d_model)
     # (Gemma), RMSNorm as x * (norm_offset + scale) (Gemma: 1), rotary scaling (Llama 3.1+).
@@ -151,6 +155,13 @@ class SamplerConfig:
     # weights transposed (Transformer.fused_weights): faster, at the cost of a per-call copy of
     # about 2/3 of the weights (on the CPU up to all of them). Turn off when memory is tight.
     fuse_weights: bool = True
+    # continuous: each of batch_size slots takes the next queued prompt as soon as its row ends,
+    # and a prefix all prompts share is prefilled once (docs/sampling.md). fixed: batches of
+    # batch_size rows that run until their longest row ends.
+    engine: str = "continuous"
+    # continuous: prompts are prefilled into free slots this many rows (prompts x num_samples) at
+    # a time; 0 = batch_size // 4.
+    refill_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,19 @@ class TrainConfig:
     b1: float = 0.9
     b2: float = 0.95
     grad_clip: float = 1.0
+    # AdamW's moments: float32, or bfloat16 (half their memory; updated in float32, stored
+    # rounded). The parameters, the master copy updates apply to, keep model.param_dtype.
+    moment_dtype: str = "float32"
+    # What the backward pass recomputes instead of storing, per layer: none; full (all but each
+    # layer's input: least memory, about a third more compute); dots_saveable (keeps the matmul
+    # outputs, recomputes the cheap elementwise work).
+    remat: str = "none"
+    # LoRA: 0 = full fine-tune; r > 0 trains rank-r adapters of the lora_targets weights of
+    # every block (q, k, v, o, gate, up, down), scaled by lora_alpha / r, and merges them into
+    # the weights when training ends (starjax/training/lora.py).
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_targets: List[str] = field(default_factory=lambda: ["q", "k", "v", "o"])
     # Parameters to start from (a directory written by save_params); null = random init.
     init_from: Optional[str] = None
     checkpoint_every: int = 100
@@ -263,6 +287,9 @@ class StarConfig:
     # majority vote over eval_samples samples at eval_temperature.
     eval_samples: int = 1
     eval_temperature: float = 0.7
+    # Which params/iter_N to keep once iteration N is evaluated: all; last (the newest two: a
+    # resume continues from the newest); best (the newest two and the best by test accuracy).
+    keep_policies: str = "best"
     # Iteration-0 base evaluation and per-iteration test evaluation on at most this many test problems (0 = all).
     test_limit: int = 0
 

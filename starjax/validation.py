@@ -38,6 +38,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.activation={m.activation!r} must be one of {list(ACTIVATIONS)}")
     if m.rope_scaling is not None and m.rope_scaling.rope_type not in ("llama3", "linear"):
         raise ConfigError(f"model.rope_scaling.rope_type={m.rope_scaling.rope_type!r} must be 'llama3' or 'linear'")
+    if m.attention not in ("einsum", "dot_product"):
+        raise ConfigError(f"model.attention={m.attention!r} must be 'einsum' or 'dot_product'")
     for key in ("param_dtype", "compute_dtype"):
         if getattr(m, key) not in DTYPES:
             raise ConfigError(f"model.{key}={getattr(m, key)!r} must be one of {list(DTYPES)}")
@@ -79,6 +81,10 @@ def validate_distributed(d: DistributedConfig) -> None:
         raise ConfigError("runtime.distributed.initialization_timeout and heartbeat_timeout must be >= 1 second")
 
 
+SAMPLER_ENGINES = ("continuous", "fixed")
+KEEP_POLICIES = ("all", "last", "best")
+
+
 def validate_sampler(s: SamplerConfig) -> None:
     """Sampling settings are checked here and again by the sampler for API callers."""
     if s.temperature < 0:
@@ -94,6 +100,10 @@ def validate_sampler(s: SamplerConfig) -> None:
         raise ConfigError(f"sampler.num_samples={s.num_samples} exceeds sampler.batch_size={s.batch_size}")
     if not s.prompt_buckets or any(b < 1 for b in s.prompt_buckets):
         raise ConfigError(f"sampler.prompt_buckets={s.prompt_buckets} must be a non-empty list of positive lengths")
+    if s.engine not in SAMPLER_ENGINES:
+        raise ConfigError(f"sampler.engine={s.engine!r} is not one of {', '.join(SAMPLER_ENGINES)}")
+    if s.refill_rows < 0:
+        raise ConfigError(f"sampler.refill_rows={s.refill_rows} must be >= 0 (0 = batch_size // 4)")
     if len(s.stop_ids) > MAX_STOP_IDS - 1:
         raise ConfigError(f"sampler.stop_ids has {len(s.stop_ids)} ids; at most {MAX_STOP_IDS - 1} (eos is added)")
 
@@ -130,6 +140,15 @@ def validate_train(t: TrainConfig) -> None:
         raise ConfigError(f"train.micro_batches={t.micro_batches} must divide train.batch_size={t.batch_size}")
     if t.schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.schedule={t.schedule!r} must be 'constant' or 'cosine'")
+    if t.moment_dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"train.moment_dtype={t.moment_dtype!r} must be 'float32' or 'bfloat16'")
+    if t.remat not in ("none", "full", "dots_saveable"):
+        raise ConfigError(f"train.remat={t.remat!r} must be one of none, full, dots_saveable")
+    if t.lora_rank < 0 or (t.lora_rank and t.lora_alpha <= 0):
+        raise ConfigError(f"train.lora_rank={t.lora_rank} must be >= 0 (0 = full fine-tune) and train.lora_alpha > 0")
+    unknown = [x for x in t.lora_targets if x not in ("q", "k", "v", "o", "gate", "up", "down")]
+    if t.lora_rank and (unknown or not t.lora_targets):
+        raise ConfigError(f"train.lora_targets={list(t.lora_targets)}: name some of q, k, v, o, gate, up, down")
     if t.checkpoint_every < 1 or t.keep_checkpoints < 1 or t.eval_every < 0:
         raise ConfigError("train.checkpoint_every and train.keep_checkpoints must be >= 1, train.eval_every >= 0")
     if t.learning_rate <= 0 or t.warmup_steps < 0 or t.grad_clip <= 0 or t.weight_decay < 0:
@@ -147,6 +166,8 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError(f"star.rationalize_samples={s.rationalize_samples} must be >= 1 (or null: star.num_samples)")
     if s.train_prompt not in ("bare", "few_shot"):
         raise ConfigError(f"star.train_prompt={s.train_prompt!r}: use bare (the question alone) or few_shot")
+    if s.keep_policies not in KEEP_POLICIES:
+        raise ConfigError(f"star.keep_policies={s.keep_policies!r} is not one of {', '.join(KEEP_POLICIES)}")
     if s.eval_samples > 1 and s.eval_temperature == 0:
         raise ConfigError(
             f"star.eval_samples={s.eval_samples} with star.eval_temperature=0 gives identical samples; set star.eval_temperature"

@@ -26,7 +26,7 @@ class KVCache:
     v: tuple[jax.Array, ...]
     positions: jax.Array  # [B, S] int32
     segment_ids: jax.Array  # [B, S] int32, 0 = empty
-    index: jax.Array  # [] int32: the next slot to write (all rows advance together)
+    index: jax.Array  # [] int32: the next slot to write (all rows advance together), or [B]: per row
 
     @property
     def length(self) -> int:
@@ -51,19 +51,26 @@ class KVCache:
         slot = rules.sharding(SLOT_NAMES)
         return cls(kv, kv, slot, slot, rules.sharding(()))
 
+    def _put(self, dst: jax.Array, src: jax.Array, axis: int) -> jax.Array:
+        """dst with src written from slot `index` along `axis` (per row when index is [B])."""
+        src = src.astype(dst.dtype)
+        if self.index.ndim == 0:
+            start = [0] * dst.ndim
+            start[axis] = self.index
+            return jax.lax.dynamic_update_slice(dst, src, start)
+        row_start = lambda i: [i if a == axis - 1 else 0 for a in range(dst.ndim - 1)]  # noqa: E731
+        return jax.vmap(lambda d, s, i: jax.lax.dynamic_update_slice(d, s, row_start(i)))(dst, src, self.index)
+
     def write_slots(self, positions: jax.Array, segment_ids: jax.Array) -> "KVCache":
         """Records positions/segments of T new tokens at slots [index, index + T)."""
-        start = (0, self.index)
         return self.replace(
-            positions=jax.lax.dynamic_update_slice(self.positions, positions.astype(jnp.int32), start),
-            segment_ids=jax.lax.dynamic_update_slice(self.segment_ids, segment_ids.astype(jnp.int32), start),
+            positions=self._put(self.positions, positions, 1), segment_ids=self._put(self.segment_ids, segment_ids, 1)
         )
 
     def write_layer(self, layer: int, k: jax.Array, v: jax.Array) -> tuple["KVCache", jax.Array, jax.Array]:
         """Stores layer `layer`'s new keys/values at slot `index`; returns the cache and the full K, V."""
-        start = (0, 0, self.index, 0)
-        new_k = jax.lax.dynamic_update_slice(self.k[layer], k.astype(self.k[layer].dtype), start)
-        new_v = jax.lax.dynamic_update_slice(self.v[layer], v.astype(self.v[layer].dtype), start)
+        new_k = self._put(self.k[layer], k, 2)
+        new_v = self._put(self.v[layer], v, 2)
         ks = self.k[:layer] + (new_k,) + self.k[layer + 1 :]
         vs = self.v[:layer] + (new_v,) + self.v[layer + 1 :]
         return self.replace(k=ks, v=vs), new_k, new_v

@@ -44,7 +44,10 @@ class DecodeWeight:
     out_major: bool = flax.struct.field(pytree_node=False, default=False)
 
     @classmethod
-    def of(cls, weight: jax.Array) -> "DecodeWeight":
+    def of(cls, weight: jax.Array, dtype=None) -> "DecodeWeight":
+        """`dtype`: the compute dtype; stored in it, each decode step reads bfloat16 weights, not
+        float32 ones it would round to the same values (half the bytes of a memory-bound step)."""
+        weight = weight if dtype is None else weight.astype(dtype)
         out_major = jax.default_backend() == "cpu" and weight.size >= OUT_MAJOR_MIN_SIZE
         return cls(weight.T if out_major else weight, out_major)
 
@@ -135,6 +138,7 @@ class MLP(nnx.Module):
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
         self.rules = rules
         self.activation = cfg.activation
+        self.compute_dtype = cfg.compute_dtype
         self.gate = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.up = init_param(rngs, rules, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), cfg.init_std, pdt)
         self.down = init_param(rngs, rules, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"), out_std, pdt)
@@ -145,7 +149,8 @@ class MLP(nnx.Module):
         and down. Both in decoding's layout (`DecodeWeight`)."""
         e = self.gate.shape[0]
         gate_up = jnp.stack([self.gate[...], self.up[...]], axis=-1).reshape(e, -1)
-        return FusedMLP(DecodeWeight.of(gate_up), DecodeWeight.of(self.down[...]))
+        dt = dtype_of(self.compute_dtype)
+        return FusedMLP(DecodeWeight.of(gate_up, dt), DecodeWeight.of(self.down[...], dt))
 
     def __call__(self, x: jax.Array, fused: FusedMLP | None = None) -> jax.Array:
         """`fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
@@ -202,8 +207,9 @@ class Attention(nnx.Module):
             parts = (q.reshape(*lead, kv, h // kv, d), k.reshape(*lead, kv, 1, d), v.reshape(*lead, kv, 1, d))
             return jnp.concatenate(parts, axis=-2)
 
-        weight = DecodeWeight.of(grouped(self.q[...], self.k[...], self.v[...]).reshape(e, -1))
-        o = DecodeWeight.of(self.o[...].reshape(h * d, e))
+        dt = dtype_of(self.cfg.compute_dtype)
+        weight = DecodeWeight.of(grouped(self.q[...], self.k[...], self.v[...]).reshape(e, -1), dt)
+        o = DecodeWeight.of(self.o[...].reshape(h * d, e), dt)
         if self.q_bias is None:
             return FusedAttention(weight, None, o)
         return FusedAttention(weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1), o)
@@ -245,17 +251,50 @@ class Attention(nnx.Module):
         v = self.rules.constrain(v, ("batch", "act_kv_heads", "length", None))
         return q, k, v
 
-    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, fused: FusedAttention | None = None) -> jax.Array:
+    def attend(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        mask: jax.Array,
+        fused: FusedAttention | None = None,
+        shared: tuple[jax.Array, jax.Array, jax.Array] | None = None,
+    ) -> jax.Array:
         """q: [B, H, T, D]; k, v: [B, K, S, D]; mask: [B, T, S] (True = may attend). Returns [B, T, E].
 
-        `fused`: `fused_weights()` (its o is used)."""
+        `fused`: `fused_weights()` (its o is used). `shared`: (k, v [K, P, D], mask [B, T, P]) of
+        a prefix every row attends to besides its own keys: one copy, read once for all rows,
+        under one softmax with them."""
         b, h, t, d = q.shape
         kv_heads = k.shape[1]
+        if self.cfg.attention == "dot_product" and shared is None:
+            # [B, T, heads, D] as jax.nn.dot_product_attention takes it; fewer kv heads = GQA
+            out = jax.nn.dot_product_attention(
+                q.transpose(0, 2, 1, 3),
+                k.transpose(0, 2, 1, 3),
+                v.transpose(0, 2, 1, 3),
+                mask=mask[:, None],
+                scale=1 / math.sqrt(d),
+            )
+            out = self.rules.constrain(out.astype(v.dtype), ("batch", "length", "act_heads", None)).reshape(b * t, h * d)
+            out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused.o.apply(out)
+            return out.reshape(b, t, -1)
         qg = q.reshape(b, kv_heads, h // kv_heads, t, d)
         logits = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
         logits = jnp.where(mask[:, None, None], logits / math.sqrt(d), NEG_INF)
-        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v).reshape(b, h, t, d)
+        if shared is None:
+            probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+            out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
+        else:
+            pk, pv, pmask = shared
+            pk = self.rules.constrain(pk, ("act_kv_heads", None, None))
+            pv = self.rules.constrain(pv, ("act_kv_heads", None, None))
+            plogits = jnp.einsum("bkgtd,ksd->bkgts", qg, pk, preferred_element_type=jnp.float32)
+            plogits = jnp.where(pmask[:, None, None], plogits / math.sqrt(d), NEG_INF)
+            probs = jax.nn.softmax(jnp.concatenate([plogits, logits], axis=-1), axis=-1).astype(v.dtype)
+            split = pk.shape[1]
+            out = jnp.einsum("bkgts,ksd->bkgtd", probs[..., :split], pv) + jnp.einsum("bkgts,bksd->bkgtd", probs[..., split:], v)
+        out = out.reshape(b, h, t, d)
         out = self.rules.constrain(out, ("batch", "act_heads", "length", None))
         out = out.transpose(0, 2, 1, 3).reshape(b * t, h * d)
         out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused.o.apply(out)

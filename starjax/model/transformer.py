@@ -17,6 +17,9 @@ from starjax.model.layers import MLP, Attention, DecodeWeight, FusedAttention, F
 from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
+# What a layer's backward pass keeps from its forward pass (train.remat); the rest is recomputed.
+REMAT_POLICIES = {"full": None, "dots_saveable": jax.checkpoint_policies.dots_saveable}
+
 
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rules: AxisRules, rngs: nnx.Rngs):
@@ -60,6 +63,8 @@ class Transformer(nnx.Module):
         *,
         last_only: bool = False,
         fused: FusedWeights | None = None,
+        prefix: KVCache | None = None,
+        remat: str = "none",
     ) -> tuple[jax.Array, KVCache | None]:
         """Returns float32 logits [B, T, V] and the updated cache (None without one).
 
@@ -70,6 +75,11 @@ class Transformer(nnx.Module):
         segment_ids to all ones; segment 0 marks padding, which nothing attends to.
         With a cache, the T tokens are written at slots [cache.index, cache.index + T).
         fused: `fused_weights()`, for a loop that calls the model many times with the same weights.
+        prefix: a one-row cache every row attends to before its own keys (a shared prompt
+        prefix, stored once; the tokens' positions continue after it).
+        remat (without a cache, i.e. training): what the backward pass recomputes instead of
+        storing, per layer: none; full (everything but the layer's input); dots_saveable (all
+        but the matmul outputs).
         """
         b, t = tokens.shape
         if positions is None:
@@ -89,21 +99,35 @@ class Transformer(nnx.Module):
             & (kv_pos[:, None, :] <= positions[:, :, None])
         )
 
+        shared_mask = None
+        if prefix is not None:
+            shared_mask = (prefix.segment_ids[0] != 0)[None, None, :] & (
+                prefix.positions[0][None, None, :] <= positions[:, :, None]
+            )
         dt = dtype_of(self.cfg.compute_dtype)
         x = jnp.take(self.embed[...], tokens, axis=0).astype(dt)
         if self.cfg.scale_embeddings:  # Gemma: the scale is rounded to the compute dtype first, as in transformers
             x = x * jnp.asarray(self.cfg.d_model**0.5, dt)
         x = rules.constrain(x, ("batch", "length", "act_embed"))
         head = None if fused is None else fused.head
-        for i, block in enumerate(self.blocks):
+
+        def layer(i: int, block: Block, x: jax.Array, cache: KVCache | None) -> tuple[jax.Array, KVCache | None]:
             attn_w, mlp_w = (None, None) if fused is None else (fused.attention[i], fused.mlp[i])
             q, k, v = block.attn.project_qkv(block.attn_norm(x), positions, attn_w)
             if cache is not None:
                 cache, k, v = cache.write_layer(i, k, v)
-            x = x + block.attn.attend(q, k, v, mask, attn_w)
+            shared = None if prefix is None else (prefix.k[i][0], prefix.v[i][0], shared_mask)
+            x = x + block.attn.attend(q, k, v, mask, attn_w, shared)
             x = rules.constrain(x, ("batch", "length", "act_embed"))
             x = x + block.mlp(block.mlp_norm(x), mlp_w)
-            x = rules.constrain(x, ("batch", "length", "act_embed"))
+            return rules.constrain(x, ("batch", "length", "act_embed")), cache
+
+        for i, block in enumerate(self.blocks):
+            if remat != "none" and cache is None:
+                recomputed = nnx.remat(lambda b, h, i=i: layer(i, b, h, None)[0], policy=REMAT_POLICIES[remat])
+                x = recomputed(block, x)
+            else:
+                x, cache = layer(i, block, x, cache)
 
         if last_only:
             x = x[:, -1:]
@@ -129,7 +153,7 @@ class Transformer(nnx.Module):
         when it is out-major (None: the stored one)."""
         attention = tuple(block.attn.fused_weights() for block in self.blocks)
         mlp = tuple(block.mlp.fused_weights() for block in self.blocks)
-        head = DecodeWeight.of(self.embed[...].T if self.lm_head is None else self.lm_head[...])
+        head = DecodeWeight.of(self.embed[...].T if self.lm_head is None else self.lm_head[...], dtype_of(self.cfg.compute_dtype))
         return FusedWeights(attention, mlp, head if head.out_major else None)
 
 

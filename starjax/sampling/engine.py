@@ -1,15 +1,18 @@
 """Host API: generate for a list of prompts (texts or token ids), in input order.
 
-Prompts are sorted by length, left-padded to a prompt bucket, batched into a bounded set of
-row counts and run through the compiled `generate`; a whole STaR run therefore compiles at most
-|row buckets| x |prompt buckets| x |new-token buckets| programs, counted in `compilations`.
+Two engines (`sampler.engine`). `continuous` (the default) keeps batch_size slots busy: a row
+that ends frees its slot for the next queued prompt, and a prefix every prompt shares is
+prefilled once (`continuous.py`, `scheduler.py`). `fixed` sorts prompts by length, left-pads
+them to a prompt bucket and runs batches of rows that end together (`loop.py`). Either way a
+whole STaR run compiles a bounded number of programs (per prompt bucket, new-token bucket and
+row count), counted in `compilations`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -20,7 +23,9 @@ from starjax import multihost
 from starjax.errors import ConfigError
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import Transformer
+from starjax.sampling import continuous
 from starjax.sampling.loop import Finish, Generation, compile_generate
+from starjax.sampling.scheduler import run_queue
 from starjax.sampling.strategies import SamplingSettings
 from starjax.schema import SamplerConfig
 from starjax.tokenizer import Tokenizer
@@ -54,7 +59,7 @@ class Sampler:
         mesh = self.rules.mesh.shape
         self.data_parallel = mesh["data"] * mesh["fsdp"]
         self.compilations = 0
-        self._programs: dict[tuple, Callable] = {}
+        self._programs: dict[tuple, Any] = {}  # fixed: one jitted function; continuous: a dict of them
         # One donated cache buffer, reused while consecutive calls share its shape. Only one
         # is kept: for a large model each bucket's cache can take gigabytes.
         self._cache: tuple[tuple[int, int], KVCache] | None = None
@@ -77,9 +82,23 @@ class Sampler:
         ids = self.tokenizer.encode_batch(list(prompts), add_bos=True)
         return self.generate_ids(ids, seed, **overrides)
 
-    def generate_ids(self, prompts: Sequence[Sequence[int]], seed: int = 0, **overrides) -> list[list[Completion]]:
-        """As `generate`, for prompts already tokenized."""
+    def generate_ids(
+        self, prompts: Sequence[Sequence[int]], seed: int = 0, limits: np.ndarray | Sequence | None = None, **overrides
+    ) -> list[list[Completion]]:
+        """As `generate`, for prompts already tokenized. `limits` [prompts] or [prompts,
+        num_samples]: each row's own cap on new tokens (it ends there with finish "length"),
+        besides sampler.max_new_tokens."""
         cfg = self.settings(**overrides)
+        if not prompts:
+            return []
+        shape = (len(prompts), cfg.num_samples)
+        limits = np.full(shape, cfg.max_new_tokens, np.int32) if limits is None else np.asarray(limits, np.int32)
+        if limits.ndim == 1 and len(limits) == len(prompts):
+            limits = np.repeat(limits[:, None], cfg.num_samples, axis=1)
+        if limits.shape != shape or limits.min() < 1:
+            raise ConfigError(
+                f"limits must hold new-token caps >= 1 per prompt or per prompt and sample {shape}, got {limits.shape}"
+            )
         buckets = sorted(cfg.prompt_buckets)
         lengths = [len(p) for p in prompts]
         for i, n in enumerate(lengths):
@@ -93,6 +112,56 @@ class Sampler:
                 )
         cap = max(MIN_NEW_CAP, _next_pow2(cfg.max_new_tokens))
         settings = SamplingSettings.create(cfg, self.tokenizer.eos_id, self.tokenizer.extra_stop_ids)
+        progress = tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not cfg.progress or not multihost.is_lead())
+        with progress as bar:
+            if cfg.engine == "continuous":
+                return self._continuous(prompts, limits, seed, cfg, settings, cap, bar.update)
+            return self._fixed(prompts, limits, seed, cfg, settings, cap, bar.update)
+
+    def _continuous(self, prompts, limits, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
+        k = cfg.num_samples
+        slots = min((cfg.batch_size // k) * k, self._prompt_rows(len(prompts) * k, cfg.batch_size))
+        group = max(1, min(cfg.refill_rows or cfg.batch_size // 4, slots) // k)
+        self._cache = None  # the fixed path's buffer: free it while the slots live
+        rows = run_queue(
+            self.continuous_programs(cfg),
+            self.params,
+            self.rules,
+            prompts,
+            limits,
+            sorted(cfg.prompt_buckets),
+            seed=seed,
+            slots=slots,
+            group=group,
+            num_samples=k,
+            cap=cap,
+            pad_id=self.tokenizer.pad_id,
+            settings=settings,
+            on_prompt_done=on_prompt_done,
+        )
+        stops = {int(t) for t in np.asarray(settings.stop_ids)}
+        return [[self._completion(row.tokens, row.logprobs, row.tokens[-1] in stops) for row in per] for per in rows]
+
+    def continuous_programs(self, cfg: SamplerConfig) -> dict[str, Callable]:
+        """The continuous engine's jitted programs for these settings (compiled on first use)."""
+        key = ("continuous", cfg.num_samples, cfg.top_k, cfg.fuse_weights)
+        if key not in self._programs:
+            self._programs[key] = continuous.compile_programs(
+                self.graphdef,
+                self.params,
+                self.rules,
+                self.model_cfg,
+                num_samples=cfg.num_samples,
+                top_k=cfg.top_k,
+                pad_id=self.tokenizer.pad_id,
+                fuse_weights=cfg.fuse_weights,
+                on_compile=self._count_compile,
+            )
+        return self._programs[key]
+
+    def _fixed(self, prompts, limits, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
+        lengths = [len(p) for p in prompts]
+        buckets = sorted(cfg.prompt_buckets)
         per_call = cfg.batch_size // cfg.num_samples
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         chunks: list[tuple[int, list[int]]] = []
@@ -104,19 +173,23 @@ class Sampler:
 
         results: list[list[Completion]] = [[] for _ in prompts]
         base_key = jax.random.key(seed)
-        with tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not cfg.progress or not multihost.is_lead()) as bar:
-            for chunk_index, (bucket, members) in enumerate(chunks):
-                rows = self._prompt_rows(len(members), per_call)
-                tokens = np.full((rows, bucket), self.tokenizer.pad_id, np.int32)
-                plen = np.zeros((rows,), np.int32)
-                for r, i in enumerate(members):
-                    tokens[r, bucket - lengths[i] :] = prompts[i]
-                    plen[r] = lengths[i]
-                out = self._run(tokens, plen, jax.random.fold_in(base_key, chunk_index), settings, cap, cfg)
-                for r, i in enumerate(members):
-                    rows_of_prompt = range(r * cfg.num_samples, (r + 1) * cfg.num_samples)
-                    results[i] = [self._completion(out, row) for row in rows_of_prompt]
-                bar.update(len(members))
+        for chunk_index, (bucket, members) in enumerate(chunks):
+            rows = self._prompt_rows(len(members), per_call)
+            tokens = np.full((rows, bucket), self.tokenizer.pad_id, np.int32)
+            plen = np.zeros((rows,), np.int32)
+            row_limits = np.ones((rows, cfg.num_samples), np.int32)
+            for r, i in enumerate(members):
+                tokens[r, bucket - lengths[i] :] = prompts[i]
+                plen[r], row_limits[r] = lengths[i], limits[i]
+            out = self._run(tokens, plen, row_limits, jax.random.fold_in(base_key, chunk_index), settings, cap, cfg)
+            for r, i in enumerate(members):
+                results[i] = [
+                    self._completion(
+                        out.tokens[row, : out.lengths[row]], out.logprobs[row, : out.lengths[row]], out.finish[row] == Finish.STOP
+                    )
+                    for row in range(r * cfg.num_samples, (r + 1) * cfg.num_samples)
+                ]
+            on_prompt_done(len(members))
         return results
 
     def _prompt_rows(self, count: int, per_call: int) -> int:
@@ -124,7 +197,7 @@ class Sampler:
         dp = self.data_parallel
         return min(dp * _next_pow2(-(-count // dp)), per_call)
 
-    def _run(self, tokens, plen, key, settings, cap, cfg) -> Generation:
+    def _run(self, tokens, plen, row_limits, key, settings, cap, cfg) -> Generation:
         rows = tokens.shape[0] * cfg.num_samples
         cache_key = (rows, tokens.shape[1] + cap)
         program_key = (cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
@@ -149,21 +222,19 @@ class Sampler:
         # Each process supplies only its devices' rows, and every process gets every result back.
         tokens = multihost.global_array(tokens, self.rules.sharding(("batch", None)))
         plen = multihost.global_array(plen, self.rules.sharding(("batch",)))
-        out, cache = self._programs[program_key](self.params, cache, tokens, plen, key, settings)
+        row_limits = multihost.global_array(row_limits, self.rules.sharding(("batch", None)))
+        out, cache = self._programs[program_key](self.params, cache, tokens, plen, row_limits, key, settings)
         self._cache = (cache_key, cache)  # donated in, handed back
         return multihost.to_host(out)
 
     def _count_compile(self) -> None:
         self.compilations += 1
 
-    def _completion(self, out: Generation, row: int) -> Completion:
-        n = int(out.lengths[row])
-        tokens = [int(t) for t in out.tokens[row, :n]]
-        finish = Finish(int(out.finish[row]))
-        text_tokens = tokens[:-1] if finish == Finish.STOP else tokens
+    def _completion(self, tokens: np.ndarray, logprobs: np.ndarray, stopped: bool) -> Completion:
+        ids = [int(t) for t in tokens]
         return Completion(
-            text=self.tokenizer.decode(text_tokens),
-            tokens=tokens,
-            logprobs=[float(x) for x in out.logprobs[row, :n]],
-            finish="stop" if finish == Finish.STOP else "length",
+            text=self.tokenizer.decode(ids[:-1] if stopped else ids),
+            tokens=ids,
+            logprobs=[float(x) for x in logprobs],
+            finish="stop" if stopped else "length",
         )

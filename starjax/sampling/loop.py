@@ -57,6 +57,7 @@ def generate(
     cache: KVCache,
     prompts: jax.Array,
     prompt_lengths: jax.Array,
+    row_limits: jax.Array,
     key: jax.Array,
     settings: SamplingSettings,
     *,
@@ -66,7 +67,8 @@ def generate(
     pad_id: int,
     fuse_weights: bool = True,
 ) -> tuple[Generation, KVCache]:
-    """prompts [B, P] left-padded; cache has B * num_samples rows and >= P + max_new_cap slots."""
+    """prompts [B, P] left-padded; cache has B * num_samples rows and >= P + max_new_cap slots;
+    row_limits [B, num_samples]: each row's own cap on new tokens (besides settings.max_new_tokens)."""
     model = nnx.merge(graphdef, params)
     rules: AxisRules = model.rules
     b, p = prompts.shape
@@ -85,9 +87,10 @@ def generate(
     lengths = jnp.repeat(prompt_lengths, num_samples)
     last = jnp.repeat(last, num_samples, axis=0)
 
+    limit = jnp.minimum(jnp.minimum(settings.max_new_tokens, max_new_cap), row_limits.reshape(rows))
     key, sub = jax.random.split(key)
     first = jnp.where(lengths > 0, choose_tokens(last, sub, settings, top_k), pad_id)
-    done = is_stop(first, settings.stop_ids) | (lengths == 0) | (settings.max_new_tokens <= 1)
+    done = is_stop(first, settings.stop_ids) | (lengths == 0) | (limit <= 1)
     batch_spec = ("batch", None)
     state = _Loop(
         step=jnp.int32(1),
@@ -102,10 +105,9 @@ def generate(
         cache=cache,
         key=key,
     )
-    limit = jnp.minimum(settings.max_new_tokens, max_new_cap)
 
     def cond(s: _Loop) -> jax.Array:
-        return (s.step < limit) & ~jnp.all(s.done)
+        return ~jnp.all(s.done)
 
     def body(s: _Loop) -> _Loop:
         fed = s.tokens[:, s.step - 1]
@@ -155,7 +157,7 @@ def compile_generate(
     `on_compile` runs each time JAX traces (i.e. compiles) a new shape bucket.
     """
 
-    def traced(params, cache, prompts, prompt_lengths, key, settings):
+    def traced(params, cache, prompts, prompt_lengths, row_limits, key, settings):
         on_compile()
         return generate(
             graphdef,
@@ -163,6 +165,7 @@ def compile_generate(
             cache,
             prompts,
             prompt_lengths,
+            row_limits,
             key,
             settings,
             max_new_cap=max_new_cap,
@@ -180,7 +183,7 @@ def compile_generate(
     settings_sh = SamplingSettings(replicated, replicated, replicated, replicated)
     return jax.jit(
         traced,
-        in_shardings=(param_sh, cache_sh, batch2, batch, replicated, settings_sh),
+        in_shardings=(param_sh, cache_sh, batch2, batch, batch2, replicated, settings_sh),
         out_shardings=(Generation(batch2, batch2, batch, batch), cache_sh),
         donate_argnums=(1,),
     )

@@ -58,6 +58,14 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
 SAMPLE_BLOCK = 128
 
 
+def _uniform(key: jax.Array, rows: int) -> jax.Array:
+    """[rows, 1] uniforms: from one key for the batch, or from a [rows] array of keys, one each
+    (a row's draw then depends on its own key only, not on the batch it sits in)."""
+    if key.ndim == 0:
+        return jax.random.uniform(key, (rows, 1), jnp.float32)
+    return jax.vmap(lambda k: jax.random.uniform(k, (1,), jnp.float32))(key)
+
+
 def sample_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
     """Exact draw from softmax(logits) per row [B, V] by inverting the CDF with one uniform per row.
 
@@ -71,7 +79,7 @@ def sample_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
     weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True)).reshape(b, blocks, SAMPLE_BLOCK)
     block_mass = weights.sum(-1)  # [B, blocks]
     block_cdf = jnp.cumsum(block_mass, axis=-1)
-    u = jax.random.uniform(key, (b, 1), jnp.float32) * block_cdf[:, -1:]
+    u = _uniform(key, b) * block_cdf[:, -1:]
     # Rounding can push a draw past the last token with weight: clamp onto it (block, then offset).
     last_block = blocks - 1 - jnp.argmax(block_mass[:, ::-1] > 0, axis=-1)
     block = jnp.minimum(jnp.sum(block_cdf <= u, axis=-1), last_block)
@@ -85,7 +93,7 @@ def sample_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
 
 
 def choose_tokens(logits: jax.Array, key: jax.Array, settings: SamplingSettings, top_k: int) -> jax.Array:
-    """Next token for each row of float32 `logits` [B, V]."""
+    """Next token for each row of float32 `logits` [B, V]; `key` is one key or [B] keys, one per row."""
 
     def sample(logits: jax.Array) -> jax.Array:
         scaled = logits / settings.temperature
