@@ -46,8 +46,9 @@ shift $((OPTIND - 1))
 [[ "$per_gpu" =~ ^[0-9]+$ ]] || die "-g $per_gpu is not a number of GPUs"
 [ $# -ge 2 ] || die "give the starjax command and its config after --, e.g. -- star configs/x.yaml"
 command="$1" config="$2"
-case "$command" in star|sft|info|sample|diagnose) ;; *) die "unknown starjax command '$command'" ;; esac
-[ -f "$config" ] || [ -f "$dir/$config" ] || die "config file '$config' not found"
+case "$command" in star|sft|info|sample|diagnose|export-hf|import-hf) ;; *) die "unknown starjax command '$command'" ;; esac
+# import-hf's first argument is a Hugging Face directory (on the hosts), not a config
+[ "$command" = import-hf ] || [ -f "$config" ] || [ -f "$dir/$config" ] || die "config file '$config' not found"
 
 IFS=, read -r -a host_list <<< "$hosts"
 per_host=$(( per_gpu > 0 ? per_gpu : 1 ))

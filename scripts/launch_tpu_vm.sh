@@ -53,9 +53,10 @@ shift $((OPTIND - 1))
 [ -n "$zone" ] || die "give the zone with -z (see -h)"
 [ "$create" = 0 ] || [ -n "$accel" ] || die "-c needs the accelerator type: -a v4-8 (or another)"
 [ $# -ge 2 ] || die "give the starjax command and its config after --, e.g. -- star configs/x.yaml"
-case "$1" in star|sft|info|sample|diagnose) ;; *) die "unknown starjax command '$1'" ;; esac
+case "$1" in star|sft|info|sample|diagnose|export-hf|import-hf) ;; *) die "unknown starjax command '$1'" ;; esac
 root="$(cd "$(dirname "$0")/.." && pwd)"
-[ -f "$2" ] || [ -f "$root/$2" ] || die "config file '$2' not found"
+# import-hf's first argument is a Hugging Face directory (on the workers), not a config
+[ "$1" = import-hf ] || [ -f "$2" ] || [ -f "$root/$2" ] || die "config file '$2' not found"
 [ "$dry" = 1 ] || command -v gcloud >/dev/null || die "gcloud not found; install the Google Cloud SDK (or use -n)"
 
 tpu=(gcloud compute tpus tpu-vm)

@@ -200,3 +200,29 @@ def test_dtypes(model_cfg, rules):
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(nnx.state(bf16, nnx.Param)))
     cache = KVCache.init(mixed_cfg, rules, batch=2, length=8)
     assert cache.k[0].dtype == jnp.bfloat16
+
+
+def test_dot_product_attention_equals_the_einsum_path(model_cfg, rules):
+    """model.attention=dot_product (jax.nn.dot_product_attention: cuDNN flash on GPU, XLA here)
+    computes what the einsum path does: packed rows with padding, then a left-padded cached decode."""
+    einsum = create_model(model_cfg, rules, seed=7)
+    fused = create_model(dataclasses.replace(model_cfg, attention="dot_product"), rules, seed=7)
+    tokens = random_tokens((2, 12), model_cfg.vocab_size, seed=8)
+    positions = jnp.asarray([[0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 0, 0]] * 2)
+    segments = jnp.asarray([[1, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0]] * 2)
+    a, _ = forward(einsum, tokens, positions, segments)
+    b, _ = forward(fused, tokens, positions, segments)
+    assert bool(jnp.isfinite(b).all())  # padding attends to nothing, yet stays finite
+    np.testing.assert_allclose(b, a, **TOL)
+    seg = jnp.asarray([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    pos = jnp.maximum(jnp.cumsum(seg, axis=1) - 1, 0)
+    outs = []
+    for model in (einsum, fused):
+        cache = KVCache.init(model_cfg, rules, batch=2, length=9)
+        prefill, cache = forward(model, tokens[:, :6], pos, seg, cache)
+        steps = [prefill[:, -1]]
+        for i in range(3):
+            logits, cache = forward(model, tokens[:, 6 + i : 7 + i], pos[:, -1:] + 1 + i, jnp.ones((2, 1), jnp.int32), cache)
+            steps.append(logits[:, 0])
+        outs.append(jnp.stack(steps, axis=1))
+    np.testing.assert_allclose(outs[1], outs[0], **TOL)

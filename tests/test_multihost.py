@@ -256,6 +256,19 @@ def test_tpu_launcher_creates_installs_runs_on_every_worker_and_deletes():
     assert steps[-1].startswith("gcloud compute tpus tpu-vm delete star")
 
 
+@pytest.mark.parametrize("script", ["launch_hosts.sh", "launch_tpu_vm.sh"])
+def test_launchers_run_import_hf_and_export_hf(script):
+    """As docs/multihost.md says, both run as multi-process jobs; import-hf's first argument is a
+    checkpoint directory on the hosts, not a config file here."""
+    where = ["-H", "gpu1,gpu2"] if script == "launch_hosts.sh" else ["-t", "star", "-z", "us-central2-b", "-S"]
+    for command in (["import-hf", "/data/Qwen2.5-1.5B", "/data/qwen"], ["export-hf", "configs/tiny.yaml", "/data/out"]):
+        p = subprocess.run(
+            ["bash", str(SCRIPTS / script), *where, "-n", "--", *command], capture_output=True, text=True, cwd=ROOT
+        )
+        assert p.returncode == 0, p.stderr
+        assert f"starjax {command[0]} {command[1]} {command[2]}" in p.stdout.replace("\\ ", " ").replace("\\", "")
+
+
 def test_hosts_launcher_runs_a_real_two_process_job(tmp_path):
     """Two `local` hosts: the STARJAX_* variables bring both processes into one 8-device runtime."""
     p = subprocess.run(

@@ -386,6 +386,13 @@ def test_star_end_to_end_writes_the_run_directory(finished_run, capsys):
     labels = {json.loads(line)["difficulty"] for line in (d / "test.jsonl").read_text().splitlines()}
     assert set(history[1]["test_accuracy_by_difficulty"]) == labels and labels
     assert history[1]["train_steps"] == 4 and history[2]["train_steps"] == 5
+    for r in history[1:]:  # the fine-tune's curves, one value per step
+        assert {k: len(v) for k, v in r["fine_tune"].items()} == dict.fromkeys(
+            ("loss", "learning_rate", "grad_norm"), r["train_steps"]
+        )
+    events = b"".join(p.read_bytes() for p in (run / "tb").glob("events.out.tfevents.*"))
+    for tag in (b"star/fine_tune/loss", b"star/fine_tune/grad_norm", b"star/samples", b"star/test_accuracy"):
+        assert tag in events, tag  # per-step fine-tune scalars, a sample table, the per-iteration scalars
     assert history[1]["kept"] > 0, "the pre-trained model should solve some questions"
     samples = [json.loads(line) for line in (run / "samples" / "iter_1.jsonl").read_text().splitlines()]
     assert set(samples[0]) == {"question", "answer", *Attempt.__dataclass_fields__}

@@ -38,6 +38,7 @@ from starjax.star.kept import attempts, merge, select
 from starjax.star.predict import predict
 from starjax.star.protocols import Context
 from starjax.star.reference import compare, load_reference
+from starjax.star.retention import prune_policies
 from starjax.star.setup import Plugins, RunSetup, build_plugins, prepare
 from starjax.star.state import Attempt, Compilations, IterationRecord, Kept, RunState
 from starjax.tasks.base import Problem, Task
@@ -165,6 +166,7 @@ def generate(run: Run, state: RunState, n: int) -> RunState:
         current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
     if multihost.is_lead():
         report.write_samples(run.setup.run_dir.samples(n), samples)
+        run.writer.text("star/samples", report.samples_markdown(samples), n)
     log(
         f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
         f"({len(rationalized)} by rationalization)"
@@ -194,6 +196,7 @@ def fine_tune(run: Run, state: RunState, n: int) -> RunState:
     steps = train_steps(cfg, n)
     began = time.perf_counter()
     compiled = 0
+    curve: dict[str, list[float]] = {key: [] for key in FINE_TUNE_CURVES}
     if not examples:
         log(f"iteration {n} kept nothing to train on; the policy stays as it was")
         steps, new = 0, run.policy
@@ -206,6 +209,7 @@ def fine_tune(run: Run, state: RunState, n: int) -> RunState:
             with_steps(cfg.train, steps),
             _seed(cfg, n, "train"),
             ckpt_dir,
+            on_step=lambda done, m, _: log_fine_tune_step(run, curve, n, done, m),
             desc=f"fine-tune {n}",
         )
         new, compiled = result.model, result.compilations
@@ -215,8 +219,23 @@ def fine_tune(run: Run, state: RunState, n: int) -> RunState:
     if multihost.is_lead():
         shutil.rmtree(setup.run_dir.fine_tune_checkpoints(n), ignore_errors=True)
     seconds = {**state.current["seconds"], "train": time.perf_counter() - began}
-    state = state.measured(train_steps=steps, train_examples=len(examples), train_skipped=sum(skipped.values()), seconds=seconds)
+    state = state.measured(
+        train_steps=steps, train_examples=len(examples), train_skipped=sum(skipped.values()), fine_tune=curve, seconds=seconds
+    )
     return replace(state, compilations=replace(state.compilations, train=state.compilations.train + compiled))
+
+
+FINE_TUNE_CURVES = ("loss", "learning_rate", "grad_norm")
+
+
+def log_fine_tune_step(run: Run, curve: dict[str, list[float]], n: int, done: int, metrics: dict) -> None:
+    """Fine-tune n's step `done` into the iteration's curves and TensorBoard (star/fine_tune/*,
+    at the run's cumulative fine-tune step)."""
+    for key in FINE_TUNE_CURVES:
+        curve[key].append(round(metrics[key], 6))
+    if run.writer is not None:
+        step = sum(train_steps(run.cfg, i) for i in range(1, n)) + done
+        run.writer.scalars({f"star/fine_tune/{key}": metrics[key] for key in FINE_TUNE_CURVES}, step)
 
 
 def evaluate_policy(run: Run, state: RunState, n: int) -> RunState:
@@ -236,6 +255,8 @@ def evaluate_policy(run: Run, state: RunState, n: int) -> RunState:
         run.writer.scalars(report.tensorboard_scalars(record.to_json()), n)
         report.plot(setup.run_dir.plot, history)
         print(report.table(history), flush=True)
+        accuracy = {r.iteration: r.metrics["test_accuracy"] for r in state.history if r.iteration > 0}
+        prune_policies(setup.run_dir, accuracy, n, cfg.star.keep_policies)
     return state
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from starjax.errors import ConfigError
 
-UNSHARED = ("seconds", "compilations")  # differ between any two runs, even identical ones
+# Differ between two runs of one config: wall times, compile counts, and the fine-tune curves
+# (only the steps this process ran: a fine-tune resumed from a checkpoint logs the steps after it)
+UNSHARED = ("seconds", "compilations", "fine_tune")
 
 
 def comparable(record: dict) -> dict:

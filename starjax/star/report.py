@@ -45,6 +45,21 @@ def write_samples(out: Path, records: list[dict]) -> None:
     write_jsonl(out, records)
 
 
+def samples_markdown(samples: list[dict], limit: int = 16) -> str:
+    """The first `limit` sampled attempts as a markdown table (question, completion, verdict)."""
+
+    def cell(x) -> str:
+        return str(x).replace("|", "\\|").replace("\n", "<br>")
+
+    rows = ["| question | completion | extracted | correct | hinted |", "|---|---|---|---|---|"]
+    for s in samples[:limit]:
+        rows.append(
+            f"| {cell(s.get('question', ''))} | {cell(s.get('completion', ''))} | {cell(s.get('extracted'))} | "
+            f"{s.get('correct')} | {s.get('hinted')} |"
+        )
+    return "\n".join(rows)
+
+
 def tensorboard_scalars(record: dict) -> dict[str, float]:
     out = {}
     for k, v in record.items():

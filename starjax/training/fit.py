@@ -23,10 +23,14 @@ from starjax.checkpoint import TrainCheckpoints
 from starjax.errors import ConfigError
 from starjax.model.transformer import Transformer
 from starjax.schema import TrainConfig
+from starjax.training import lora
 from starjax.training.data import Example, PackedData, device_batch
-from starjax.training.step import TrainState, compile_train_step, init_state, train_step_traces
+from starjax.training.step import compile_train_step, init_state, train_step_traces
 
-StepHook = Callable[[int, dict, TrainState], None]  # (steps done, metrics, state) after every step
+# (steps done, metrics, params) for every step, in order; params() gives the model's weights
+# (LoRA: merged) after that step at checkpoint and train.eval_every steps and the last, at
+# others possibly a step further on.
+StepHook = Callable[[int, dict, Callable[[], nnx.State]], None]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -65,40 +69,62 @@ def fit(
     start = 0
     if ckpts is not None and (resumed := ckpts.restore_latest(state)) is not None:
         start, state, _ = resumed
-    step_fn = compile_train_step(graphdef, cfg, rules, state)
+    base = nnx.state(model) if cfg.lora_rank else None
+    step_fn = compile_train_step(graphdef, cfg, rules, state, base)
+
+    def params() -> nnx.State:
+        """The model's weights as trained so far (LoRA: with the adapters merged in)."""
+        return state.params if base is None else lora.merge(base, state.params, cfg)
+
     traces = train_step_traces()
     lead = multihost.is_lead()
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, unit="step", disable=not (lead and progress), leave=False)
     last_save = start
+    pending = None  # (steps done, metrics still on the device, when the step was dispatched)
+
+    def report(done: int, metrics: dict, began: float) -> None:
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not math.isfinite(m["loss"]):
+            if ckpts is not None:
+                ckpts.wait()
+            raise NonFiniteLoss(
+                f"{desc} loss is {m['loss']} at step {done}; stopping. The last good checkpoint "
+                f"(step {last_save}) is kept: lower train.learning_rate or check the data, then rerun to resume"
+            )
+        m["step"] = done
+        m["tokens_per_s"] = cfg.batch_size * cfg.seq_len / (time.perf_counter() - began)  # padding included
+        if on_step is not None:
+            on_step(done, m, params)
+        bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:,.0f}")
+        bar.update(1)
+
     try:
         for step in range(start, cfg.steps):
             began = time.perf_counter()
             state, metrics = step_fn(state, device_batch(data.host_batch(step), rules))
-            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not math.isfinite(m["loss"]):
-                if ckpts is not None:
-                    ckpts.wait()
-                raise NonFiniteLoss(
-                    f"{desc} loss is {m['loss']} at step {step + 1}; stopping. The last good checkpoint "
-                    f"(step {last_save}) is kept: lower train.learning_rate or check the data, then rerun to resume"
-                )
+            # Step n's metrics are read once step n + 1 is dispatched: the host never waits for a
+            # step before queueing the next, except where the state itself is wanted (a
+            # checkpoint, a held-out evaluation, the end).
+            if pending is not None:
+                report(*pending)
             done = step + 1
-            m["step"] = done
-            m["tokens_per_s"] = cfg.batch_size * cfg.seq_len / (time.perf_counter() - began)  # padding included
-            if on_step is not None:
-                on_step(done, m, state)
-            bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:,.0f}")
-            bar.update(1)
-            if ckpts is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            pending = (done, metrics, began)
+            saves = ckpts is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
+            if saves or (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+                report(*pending)
+                pending = None
+            if saves:
                 ckpts.save(done, state, {"step": done, "epoch_position": list(data.position(done)), **(meta or {})})
                 last_save = done
+        if pending is not None:
+            report(*pending)
         if ckpts is not None:
             ckpts.wait()
     finally:
         bar.close()
         if ckpts is not None:
             ckpts.close()
-    return FitResult(nnx.merge(graphdef, state.params), train_step_traces() - traces)
+    return FitResult(nnx.merge(graphdef, params()), train_step_traces() - traces)
 
 
 def with_steps(cfg: TrainConfig, steps: int) -> TrainConfig:

@@ -64,7 +64,7 @@ def run_sft(cfg: Config) -> int:
     metrics_path = run_dir.metrics
     opened: list = []
 
-    def on_step(done: int, m: dict, state) -> None:
+    def on_step(done: int, m: dict, params) -> None:
         if not opened:  # first step of this process: drop metrics logged after the checkpoint
             if done > 1:
                 log(f"resuming from the checkpoint at step {done - 1}")
@@ -72,7 +72,7 @@ def run_sft(cfg: Config) -> int:
                 _truncate_metrics(metrics_path, done - 1)
             opened.append(open(metrics_path, "a") if lead else None)
         if eval_loss is not None and ((t.eval_every and done % t.eval_every == 0) or done == t.steps):
-            m["eval_loss"] = eval_loss(state.params)
+            m["eval_loss"] = eval_loss(params())
         if lead:
             opened[0].write(json.dumps(m) + "\n")
             opened[0].flush()

@@ -19,6 +19,7 @@ from flax import nnx
 from starjax.model.transformer import Transformer
 from starjax.schema import TrainConfig
 from starjax.sharding import AxisRules
+from starjax.training import lora
 from starjax.training.optimizer import make_optimizer, schedule
 
 ROW_NAMES = ("batch", "length")
@@ -47,7 +48,10 @@ def init_state(model: Transformer, cfg: TrainConfig, seed: int) -> TrainState:
     The parameters are copied: the train step donates the state, and the model (e.g. the STaR
     base model, fine-tuned again every iteration) must survive it.
     """
-    params = jax.tree.map(jnp.copy, nnx.state(model))
+    if cfg.lora_rank:  # the adapters are all that trains; the model stays the frozen base
+        params = lora.init_adapters(nnx.state(model), cfg, seed)
+    else:
+        params = jax.tree.map(jnp.copy, nnx.state(model))
     opt_state = jax.jit(make_optimizer(cfg).init)(params)
     rng = jax.random.key_data(jax.random.key(seed))
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), rng)
@@ -65,9 +69,11 @@ def state_shardings(state: TrainState, rules: AxisRules) -> TrainState:
     return jax.tree.map(pick, state)
 
 
-def loss_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def loss_sums(
+    graphdef: nnx.GraphDef, params: nnx.State, batch: Batch, remat: str = "none"
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """(sum of weighted token losses, (sum of weights, weighted correct predictions))."""
-    logits, _ = nnx.merge(graphdef, params)(batch.tokens, batch.positions, batch.segment_ids)
+    logits, _ = nnx.merge(graphdef, params)(batch.tokens, batch.positions, batch.segment_ids, remat=remat)
     # logsumexp - target logit: no [B, L, V] log-probability array is materialised.
     target_logit = jnp.take_along_axis(logits, batch.targets[..., None], axis=-1)[..., 0]
     nll = jax.nn.logsumexp(logits, axis=-1) - target_logit
@@ -77,8 +83,9 @@ def loss_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[
 
 
 def train_step(
-    graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState, batch: Batch
+    graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState, batch: Batch, base: nnx.State | None = None
 ) -> tuple[TrainState, dict]:
+    """One optimizer step. `base`: the frozen weights when state.params are LoRA adapters."""
     optimizer = make_optimizer(cfg)
     m = cfg.micro_batches
 
@@ -87,7 +94,10 @@ def train_step(
         x = x.reshape(x.shape[0] // m, m, *x.shape[1:]).swapaxes(0, 1)
         return rules.constrain(x, (None, *ROW_NAMES))
 
-    grad_fn = jax.value_and_grad(lambda p, mb: loss_sums(graphdef, p, mb), has_aux=True)
+    def loss(p, mb: Batch):
+        return loss_sums(graphdef, p if base is None else lora.merge(base, p, cfg), mb, cfg.remat)
+
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     def accumulate(carry, micro: Batch):
         grads, loss, count, correct = carry
@@ -148,29 +158,36 @@ def program_config(cfg: TrainConfig) -> TrainConfig:
     )
 
 
-def compile_train_step(graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState) -> Callable:
-    """`train_step` under jax.jit: explicit in/out shardings, the state donated.
+def compile_train_step(
+    graphdef: nnx.GraphDef, cfg: TrainConfig, rules: AxisRules, state: TrainState, base: nnx.State | None = None
+) -> Callable:
+    """`train_step` under jax.jit, called as `step(state, batch)`: explicit in/out shardings, the
+    state donated; `base` (LoRA's frozen weights, else None) is an argument of the program
+    (never donated, never baked in as a constant).
 
     One jitted function per (model structure, program config, shardings) for the life of the
     process, so repeated `fit` calls reuse its compiled executables instead of recompiling.
     """
+    if bool(cfg.lora_rank) != (base is not None):
+        raise ValueError("compile_train_step needs the frozen base weights exactly when train.lora_rank > 0")
     state_sh = state_shardings(state, rules)
     cfg = program_config(cfg)
     leaves, treedef = jax.tree.flatten(state_sh)
     key = (dataclasses.astuple(cfg), rules, treedef, tuple(leaves))
     for seen, seen_key, program in _PROGRAMS:
         if seen_key == key and seen == graphdef:
-            return program
+            return lambda s, b: program(s, b, base)
 
-    def traced(s: TrainState, b: Batch) -> tuple[TrainState, dict]:
+    def traced(s: TrainState, b: Batch, frozen: nnx.State | None) -> tuple[TrainState, dict]:
         _TRACES[0] += 1
-        return train_step(graphdef, cfg, rules, s, b)
+        return train_step(graphdef, cfg, rules, s, b, frozen)
 
+    base_sh = None if base is None else jax.tree.map(lambda x: x.sharding, base)
     program = jax.jit(
         traced,
-        in_shardings=(state_sh, batch_shardings(rules)),
+        in_shardings=(state_sh, batch_shardings(rules), base_sh),
         out_shardings=(state_sh, rules.sharding(())),
         donate_argnums=(0,),
     )
     _PROGRAMS.append((graphdef, key, program))
-    return program
+    return lambda s, b: program(s, b, base)

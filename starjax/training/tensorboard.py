@@ -15,5 +15,9 @@ class TensorBoard:
         for k, v in metrics.items():
             self._writer.add_scalar(k, v, step)
 
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        """Markdown (e.g. a table) under TensorBoard's Text tab."""
+        self._writer.add_text(tag, markdown, step)
+
     def close(self) -> None:
         self._writer.close()
