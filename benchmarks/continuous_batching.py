@@ -114,13 +114,13 @@ def run_in_loop(sampler, programs: dict, program, prompts, limits, overrides: di
     import jax
 
     from starjax.sampling import scheduler
+    from starjax.sampling.engine import new_token_cap
     from starjax.sampling.strategies import SamplingSettings
 
     cfg = sampler.settings(**overrides)
     k = cfg.num_samples
-    slots = (cfg.batch_size // k) * k
-    group = max(1, min(cfg.refill_rows or cfg.batch_size // 4, slots) // k)
-    cap = max(16, 1 << (cfg.max_new_tokens - 1).bit_length())
+    slots, group = sampler.slot_plan(cfg, len(prompts))
+    cap = new_token_cap(cfg.max_new_tokens)
     lp = scheduler.shared_prefix_length(prompts)
     prefix = programs["prefix"](sampler.params, np.asarray(prompts[0][:lp], np.int32)[None]) if lp else None
     rests = [p[lp:] for p in prompts]

@@ -35,15 +35,16 @@ class KVCache:
     @classmethod
     def init(cls, cfg: ModelConfig, rules: AxisRules, batch: int, length: int) -> "KVCache":
         """An empty cache, created directly in its sharded layout (also usable inside jit)."""
+        return jax.jit(lambda: cls.zeros(cfg, batch, length), out_shardings=cls.shardings(rules, cfg.num_layers))()
+
+    @classmethod
+    def zeros(cls, cfg: ModelConfig, batch: int, length: int, index: jax.Array | None = None) -> "KVCache":
+        """An empty cache with no sharding of its own: inside a program, for row counts a jit
+        boundary could not split over the mesh. `index`: [] (default 0) or per row [B]."""
         shape = (batch, cfg.num_kv_heads, length, head_dim_of(cfg))
-        dtype = dtype_of(cfg.compute_dtype)
-
-        def make() -> KVCache:
-            zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
-            slots = jnp.zeros((batch, length), jnp.int32)
-            return cls(zeros, zeros, slots, slots, jnp.zeros((), jnp.int32))
-
-        return jax.jit(make, out_shardings=cls.shardings(rules, cfg.num_layers))()
+        zeros = tuple(jnp.zeros(shape, dtype_of(cfg.compute_dtype)) for _ in range(cfg.num_layers))
+        slots = jnp.zeros((batch, length), jnp.int32)
+        return cls(zeros, zeros, slots, slots, jnp.zeros((), jnp.int32) if index is None else index)
 
     @classmethod
     def shardings(cls, rules: AxisRules, num_layers: int) -> "KVCache":

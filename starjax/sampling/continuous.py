@@ -25,8 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from starjax.model.kv_cache import KV_NAMES, SLOT_NAMES, KVCache
-from starjax.model.layers import dtype_of, head_dim_of
-from starjax.sampling.strategies import SamplingSettings, choose_tokens, is_stop
+from starjax.sampling.strategies import SamplingSettings, choose_tokens, is_stop, token_logprob
 from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
@@ -50,17 +49,10 @@ class Slots:
         return cls(KVCache(kv, kv, slot, slot, rows), rows2, rows2, rows, rows, rows, rows, rows2)
 
 
-def _zeros_cache(cfg: ModelConfig, rows: int, length: int, index: jax.Array) -> KVCache:
-    shape = (rows, cfg.num_kv_heads, length, head_dim_of(cfg))
-    zeros = tuple(jnp.zeros(shape, dtype_of(cfg.compute_dtype)) for _ in range(cfg.num_layers))
-    slots = jnp.zeros((rows, length), jnp.int32)
-    return KVCache(zeros, zeros, slots, slots, index)
-
-
 def empty_slots(cfg: ModelConfig, rows: int, length: int, max_new_cap: int, pad_id: int, key_shape: tuple[int, ...]) -> Slots:
     """Every slot empty (done, nothing to harvest); traced inside `compile_programs`' init."""
     return Slots(
-        cache=_zeros_cache(cfg, rows, length, jnp.zeros((rows,), jnp.int32)),
+        cache=KVCache.zeros(cfg, rows, length, jnp.zeros((rows,), jnp.int32)),
         tokens=jnp.full((rows, max_new_cap), pad_id, jnp.int32),
         logprobs=jnp.zeros((rows, max_new_cap), jnp.float32),
         lengths=jnp.zeros((rows,), jnp.int32),
@@ -71,10 +63,6 @@ def empty_slots(cfg: ModelConfig, rows: int, length: int, max_new_cap: int, pad_
     )
 
 
-def _token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-    return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, None], axis=-1)[:, 0]
-
-
 def _step_keys(key_data: jax.Array, steps: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in)(jax.random.wrap_key_data(key_data), steps)
 
@@ -82,7 +70,7 @@ def _step_keys(key_data: jax.Array, steps: jax.Array) -> jax.Array:
 def prefill_prefix(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> KVCache:
     """The shared prefix's keys and values: tokens [1, Lp], positions 0..Lp-1."""
     model = nnx.merge(graphdef, params)
-    _, cache = model(tokens, cache=_zeros_cache(model.cfg, 1, tokens.shape[1], jnp.int32(0)), last_only=True)
+    _, cache = model(tokens, cache=KVCache.zeros(model.cfg, 1, tokens.shape[1]), last_only=True)
     return cache
 
 
@@ -111,7 +99,7 @@ def refill(
     cfg = model.cfg
     g, bs = prompts.shape
     lp = 0 if prefix is None else prefix.length
-    cache = _zeros_cache(cfg, g, bs, jnp.int32(0))
+    cache = KVCache.zeros(cfg, g, bs)
     pad = bs - prompt_lengths
     col = jnp.arange(bs, dtype=jnp.int32)
     segments = (col[None, :] >= pad[:, None]).astype(jnp.int32)
@@ -149,7 +137,7 @@ def refill(
     return Slots(
         cache=new_cache,
         tokens=scatter(slots.tokens, jnp.full((rows, cap), pad_id, jnp.int32).at[:, 0].set(first)),
-        logprobs=scatter(slots.logprobs, jnp.zeros((rows, cap), jnp.float32).at[:, 0].set(_token_logprob(last, first))),
+        logprobs=scatter(slots.logprobs, jnp.zeros((rows, cap), jnp.float32).at[:, 0].set(token_logprob(last, first))),
         lengths=scatter(slots.lengths, jnp.ones((rows,), jnp.int32)),
         done=scatter(slots.done, is_stop(first, settings.stop_ids) | (limits <= 1)),
         positions=scatter(slots.positions, lp + rep(prompt_lengths)),
@@ -174,7 +162,7 @@ def decode_step(model, fused, slots: Slots, prefix: KVCache | None, settings: Sa
     return s.replace(
         cache=cache,
         tokens=s.tokens.at[row, column].set(new, mode="drop"),
-        logprobs=s.logprobs.at[row, column].set(_token_logprob(logits, new), mode="drop"),
+        logprobs=s.logprobs.at[row, column].set(token_logprob(logits, new), mode="drop"),
         lengths=lengths,
         done=s.done | is_stop(new, settings.stop_ids) | (lengths >= s.limits),
         positions=s.positions + 1,

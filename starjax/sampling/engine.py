@@ -46,6 +46,11 @@ def _next_pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
+def new_token_cap(max_new_tokens: int) -> int:
+    """The compiled new-token buffer for `max_new_tokens`: a power of two, at least MIN_NEW_CAP."""
+    return max(MIN_NEW_CAP, _next_pow2(max_new_tokens))
+
+
 class Sampler:
     """Generation with a fixed model; `update(model)` swaps in new weights without recompiling."""
 
@@ -110,18 +115,23 @@ class Sampler:
                 raise ConfigError(
                     f"prompt {i} has {n} tokens, more than the largest prompt bucket {buckets[-1]}; raise sampler.prompt_buckets"
                 )
-        cap = max(MIN_NEW_CAP, _next_pow2(cfg.max_new_tokens))
+        cap = new_token_cap(cfg.max_new_tokens)
         settings = SamplingSettings.create(cfg, self.tokenizer.eos_id, self.tokenizer.extra_stop_ids)
         progress = tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not cfg.progress or not multihost.is_lead())
         with progress as bar:
             if cfg.engine == "continuous":
-                return self._continuous(prompts, limits, seed, cfg, settings, cap, bar.update)
-            return self._fixed(prompts, limits, seed, cfg, settings, cap, bar.update)
+                return self._continuous(prompts, limits, buckets, seed, cfg, settings, cap, bar.update)
+            return self._fixed(prompts, lengths, limits, buckets, seed, cfg, settings, cap, bar.update)
 
-    def _continuous(self, prompts, limits, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
+    def slot_plan(self, cfg: SamplerConfig, num_prompts: int) -> tuple[int, int]:
+        """The continuous engine's (slots, prompts per refill) for a call of `num_prompts`."""
         k = cfg.num_samples
-        slots = min((cfg.batch_size // k) * k, self._prompt_rows(len(prompts) * k, cfg.batch_size))
-        group = max(1, min(cfg.refill_rows or cfg.batch_size // 4, slots) // k)
+        slots = min((cfg.batch_size // k) * k, self._prompt_rows(num_prompts * k, cfg.batch_size))
+        return slots, max(1, min(cfg.refill_rows or cfg.batch_size // 4, slots) // k)
+
+    def _continuous(self, prompts, limits, buckets, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
+        k = cfg.num_samples
+        slots, group = self.slot_plan(cfg, len(prompts))
         self._cache = None  # the fixed path's buffer: free it while the slots live
         rows = run_queue(
             self.continuous_programs(cfg),
@@ -129,7 +139,7 @@ class Sampler:
             self.rules,
             prompts,
             limits,
-            sorted(cfg.prompt_buckets),
+            buckets,
             seed=seed,
             slots=slots,
             group=group,
@@ -159,9 +169,7 @@ class Sampler:
             )
         return self._programs[key]
 
-    def _fixed(self, prompts, limits, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
-        lengths = [len(p) for p in prompts]
-        buckets = sorted(cfg.prompt_buckets)
+    def _fixed(self, prompts, lengths, limits, buckets, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
         per_call = cfg.batch_size // cfg.num_samples
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         chunks: list[tuple[int, list[int]]] = []

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from starjax.model.kv_cache import KVCache
-from starjax.sampling.strategies import SamplingSettings, choose_tokens, is_stop
+from starjax.sampling.strategies import SamplingSettings, choose_tokens, is_stop, token_logprob
 from starjax.sharding import AxisRules
 
 
@@ -45,10 +45,6 @@ class _Loop:
     positions: jax.Array  # [R] position of the next token to feed
     cache: KVCache
     key: jax.Array
-
-
-def _token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-    return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, None], axis=-1)[:, 0]
 
 
 def generate(
@@ -96,7 +92,7 @@ def generate(
         step=jnp.int32(1),
         tokens=rules.constrain(jnp.full((rows, max_new_cap), pad_id, jnp.int32).at[:, 0].set(first), batch_spec),
         logprobs=rules.constrain(
-            jnp.zeros((rows, max_new_cap), jnp.float32).at[:, 0].set(jnp.where(lengths > 0, _token_logprob(last, first), 0.0)),
+            jnp.zeros((rows, max_new_cap), jnp.float32).at[:, 0].set(jnp.where(lengths > 0, token_logprob(last, first), 0.0)),
             batch_spec,
         ),
         lengths=jnp.where(lengths > 0, 1, 0).astype(jnp.int32),
@@ -117,7 +113,7 @@ def generate(
         new = choose_tokens(logits, sub, settings, top_k)
         live = ~s.done
         new = jnp.where(live, new, pad_id)
-        logprob = jnp.where(live, _token_logprob(logits, new), 0.0)
+        logprob = jnp.where(live, token_logprob(logits, new), 0.0)
         return _Loop(
             step=s.step + 1,
             tokens=jax.lax.dynamic_update_slice(s.tokens, new[:, None], (0, s.step)),

@@ -41,6 +41,11 @@ class SamplingSettings:
         )
 
 
+def token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """log softmax(logits)[token] per row: the model's own log-probability of each chosen token."""
+    return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, None], axis=-1)[:, 0]
+
+
 def is_stop(tokens: jax.Array, stop_ids: jax.Array) -> jax.Array:
     return (tokens[..., None] == stop_ids).any(-1)
 
