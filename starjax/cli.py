@@ -30,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--forward", action="store_true", help="also create the model on the mesh and time one forward pass")
     info.add_argument("--batch", type=int, default=8, help="batch size for --forward (default 8)")
     info.add_argument("--length", type=int, default=128, help="sequence length for --forward (default 128)")
+    info.add_argument(
+        "--memory", action="store_true", help="also print the memory per device of the train step and of generation"
+    )
+    info.add_argument(
+        "--devices", type=int, help="for --memory: size the mesh for this many devices (default: the devices JAX sees)"
+    )
+    info.add_argument(
+        "--platform", choices=["cpu", "gpu", "tpu"], help="for --memory: the accelerator to size for (default: JAX's backend)"
+    )
     sample = sub.add_parser("sample", help="generate completions for prompts with the configured model")
     _config_args(sample)
     source = sample.add_mutually_exclusive_group(required=True)
@@ -104,18 +113,28 @@ def _resolve(args: argparse.Namespace, stream=sys.stdout) -> Config:
 def cmd_info(args: argparse.Namespace) -> int:
     cfg = _resolve(args)
     # JAX is imported only now: device settings must be applied before it starts.
+    import jax
+
     from starjax.model.summary import describe_model, time_forward
     from starjax.runtime import describe_runtime, start
 
     rules = start(cfg)
     for key, value in describe_runtime(rules.mesh):
         print(f"{key:>8}: {value}")
+    if args.devices is not None and (args.devices <= 0 or not args.memory):
+        raise ConfigError("--devices takes a positive device count, with --memory")
+    if args.platform is not None and not args.memory:
+        raise ConfigError("--platform goes with --memory")
     if cfg.model.vocab_size is None:
         print("   model: vocab_size comes from the tokenizer; set model.vocab_size to see the parameters")
-        if args.forward:
-            raise ConfigError("--forward needs model.vocab_size")
+        if args.forward or args.memory:
+            raise ConfigError("--forward and --memory need model.vocab_size (or model.from_hf)")
         return 0
     print(describe_model(cfg.model, rules))
+    if args.memory:
+        from starjax.memory import estimate_memory, format_memory
+
+        print(format_memory(estimate_memory(cfg, rules, args.devices or jax.device_count(), args.platform), cfg))
     if args.forward:
         if args.batch <= 0 or args.length <= 0:
             raise ConfigError("--batch and --length must be positive")

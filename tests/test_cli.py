@@ -67,7 +67,7 @@ def test_info_with_forward_on_the_mesh(capsys):
         (["info", "model.num_layers=2"], "must be a YAML config file"),
         (["info", "missing.yaml"], "config file 'missing.yaml' not found"),
         (["info", TINY, "mesh.data=3"], "mesh 3x1x1 needs 3 devices but 8 are available"),
-        (["info", TINY, "model.vocab_size=null", "--forward"], "--forward needs model.vocab_size"),
+        (["info", TINY, "model.vocab_size=null", "--forward"], "--forward and --memory need model.vocab_size"),
         (["info", TINY, "--forward", "--batch", "0"], "--batch and --length must be positive"),
     ],
 )

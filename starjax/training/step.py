@@ -52,21 +52,36 @@ def init_state(model: Transformer, cfg: TrainConfig, seed: int) -> TrainState:
         params = lora.init_adapters(nnx.state(model), cfg, seed)
     else:
         params = jax.tree.map(jnp.copy, nnx.state(model))
-    opt_state = jax.jit(make_optimizer(cfg).init)(params)
+    init = make_optimizer(cfg).init
+    # created sharded: a replicated first copy of the moments would not fit where FSDP is needed
+    opt_state = jax.jit(init, out_shardings=moment_shardings(jax.eval_shape(init, params), params, model.rules))(params)
     rng = jax.random.key_data(jax.random.key(seed))
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), rng)
     return jax.device_put(state, state_shardings(state, model.rules))
 
 
+def moment_shardings(opt_state, params: nnx.State, rules: AxisRules):
+    """Each optimizer-state leaf sharded as the parameter whose path ends its own (AdamW's
+    mu/nu of a weight are laid out as the weight), every other leaf replicated."""
+    by_path = {tuple(path): _mesh_sharding(x, rules) for path, x in jax.tree_util.tree_leaves_with_path(params)}
+
+    def pick(path, _):
+        for i in range(len(path)):
+            if (sharding := by_path.get(tuple(path[i:]))) is not None:
+                return sharding
+        return rules.sharding(())
+
+    return jax.tree_util.tree_map_with_path(pick, opt_state)
+
+
 def state_shardings(state: TrainState, rules: AxisRules) -> TrainState:
     """Each leaf's sharding on the rules' mesh: its own where it has one there, else replicated."""
-    replicated = rules.sharding(())
+    return jax.tree.map(lambda x: _mesh_sharding(x, rules), state)
 
-    def pick(x):
-        sharding = getattr(x, "sharding", None)
-        return sharding if getattr(sharding, "mesh", None) == rules.mesh else replicated
 
-    return jax.tree.map(pick, state)
+def _mesh_sharding(x, rules: AxisRules):
+    sharding = getattr(x, "sharding", None)
+    return sharding if getattr(sharding, "mesh", None) == rules.mesh else rules.sharding(())
 
 
 def loss_sums(
@@ -176,7 +191,7 @@ def compile_train_step(
     key = (dataclasses.astuple(cfg), rules, treedef, tuple(leaves))
     for seen, seen_key, program in _PROGRAMS:
         if seen_key == key and seen == graphdef:
-            return lambda s, b: program(s, b, base)
+            return _bound(program, base)
 
     def traced(s: TrainState, b: Batch, frozen: nnx.State | None) -> tuple[TrainState, dict]:
         _TRACES[0] += 1
@@ -190,4 +205,14 @@ def compile_train_step(
         donate_argnums=(0,),
     )
     _PROGRAMS.append((graphdef, key, program))
-    return lambda s, b: program(s, b, base)
+    return _bound(program, base)
+
+
+def _bound(program: Callable, base: nnx.State | None) -> Callable:
+    """`step(state, batch)`; `step.lower(state, batch)` lowers it (e.g. for memory_analysis)."""
+
+    def step(s: TrainState, b: Batch) -> tuple[TrainState, dict]:
+        return program(s, b, base)
+
+    step.lower = lambda s, b: program.lower(s, b, base)
+    return step
