@@ -1,4 +1,5 @@
-"""Reading data files, one way each: JSONL lines, TFDS datasets, and the stable held-out split.
+"""Reading data files, one way each: JSONL lines, TFDS datasets, Hugging Face datasets saved as
+files, and the stable held-out split.
 
 TFDS datasets are read with `as_data_source` (array_record, no TensorFlow). A dataset whose
 builder is registered is found by name; one prepared locally by a builder this process never
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -86,3 +88,65 @@ def read_tfds(name: str, split: str, data_dir: str | None) -> list[dict[str, Any
         return v.decode() if isinstance(v, bytes) else v
 
     return [{k: text(v) for k, v in source[i].items()} for i in range(len(source))]
+
+
+# What a Hub download or `Dataset.save_to_disk` holds: data files by split, beside metadata.
+HF_DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json")
+_HF_METADATA = {"dataset_info.json", "dataset_dict.json", "state.json"}
+
+
+def hf_split_files(root: Path, split: str) -> list[Path]:
+    """The data files of SPLIT under a dataset directory, in path order, named as the Hub and
+    `datasets` name them: a folder SPLIT (`train/data-00000-of-00001.arrow`) or a file name that
+    starts with it (`main/train-00000-of-00001.parquet`, `test.jsonl`)."""
+    files = sorted(p for p in root.rglob("*") if p.suffix in HF_DATA_SUFFIXES and p.name not in _HF_METADATA and p.is_file())
+    named = re.compile(rf"{re.escape(split)}([-_.]|$)")
+    return [p for p in files if split in p.relative_to(root).parts[:-1] or named.match(p.name)]
+
+
+def _hf_splits(root: Path) -> list[str]:
+    found = set()
+    for p in root.rglob("*"):
+        if p.suffix in HF_DATA_SUFFIXES and p.name not in _HF_METADATA:
+            rel = p.relative_to(root).parts
+            found.add(rel[-2] if len(rel) > 1 and rel[-2] != "data" else re.split(r"[-_.]", p.name)[0])
+    return sorted(found)
+
+
+def _read_hf_file(p: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if p.suffix == ".parquet":
+            return pq.read_table(p).to_pylist()
+        if p.suffix == ".arrow":  # `datasets` writes the IPC stream format; the file format is read too
+            with pa.memory_map(str(p)) as source:
+                try:
+                    return pa.ipc.open_stream(source).read_all().to_pylist()
+                except pa.ArrowInvalid:
+                    return pa.ipc.open_file(source).read_all().to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise ConfigError(f"cannot read {str(p)!r}: {e}") from None
+    text = p.read_text()
+    if p.suffix == ".json" and text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = [row for _, row in read_jsonl(p, "hf data file")]
+    if any(row is UNPARSABLE or not isinstance(row, dict) for row in rows):
+        raise ConfigError(f"{str(p)!r} has lines that are not JSON objects")
+    return rows
+
+
+def read_hf(path: str | Path, split: str) -> list[dict[str, Any]]:
+    """Every row of SPLIT in a Hugging Face dataset saved as files (a Hub download of parquet or
+    JSON lines, or `save_to_disk`'s arrow files) as a dict; a single file is read whole."""
+    root = Path(path).expanduser()
+    if root.is_file():
+        return _read_hf_file(root)
+    if not root.is_dir():
+        raise ConfigError(f"Hugging Face dataset {str(root)!r} not found; give a local directory or file")
+    files = hf_split_files(root, split)
+    if not files:
+        raise ConfigError(f"{str(root)!r} has no data files for split {split!r}; it has {_hf_splits(root) or 'none'}")
+    return [row for f in files for row in _read_hf_file(f)]

@@ -384,6 +384,9 @@ def test_jsonl_skips_and_counts_malformed_rows(tmp_path):
 
 def test_jsonl_held_out_split_is_stable_and_disjoint(tmp_path):
     path = write_lines(tmp_path / "all.jsonl", [json.dumps(r) for r in GOOD])
+    (tmp_path / "hf").mkdir()
+    for split in ("train", "test"):  # a Hub-style directory of JSON lines
+        write_lines(tmp_path / "hf" / f"{split}.jsonl", [json.dumps(r) for r in GOOD])
     cfg = config(tmp_path, "task.name=jsonl", f"task.jsonl.train={path}", "task.jsonl.test_fraction=0.3")
     s = make_task(cfg).load()
     train, test = {p.question for p in s.train}, {p.question for p in s.test}
@@ -396,6 +399,9 @@ def test_jsonl_held_out_split_is_stable_and_disjoint(tmp_path):
 
 def test_jsonl_gold_round_trip_few_shot_and_custom_verifier(tmp_path):
     path = write_lines(tmp_path / "all.jsonl", [json.dumps(r) for r in GOOD])
+    (tmp_path / "hf").mkdir()
+    for split in ("train", "test"):  # a Hub-style directory of JSON lines
+        write_lines(tmp_path / "hf" / f"{split}.jsonl", [json.dumps(r) for r in GOOD])
     task = make_task(
         config(
             tmp_path,
@@ -435,6 +441,9 @@ def test_jsonl_gold_round_trip_few_shot_and_custom_verifier(tmp_path):
 )
 def test_bad_verifier_fails_in_make_task(tmp_path, verifier, message):
     path = write_lines(tmp_path / "all.jsonl", [json.dumps(r) for r in GOOD])
+    (tmp_path / "hf").mkdir()
+    for split in ("train", "test"):  # a Hub-style directory of JSON lines
+        write_lines(tmp_path / "hf" / f"{split}.jsonl", [json.dumps(r) for r in GOOD])
     with pytest.raises(ConfigError, match=message):
         make_task(config(tmp_path, "task.name=jsonl", f"task.jsonl.train={path}", f"task.jsonl.verifier={verifier}"))
 
@@ -534,7 +543,7 @@ def test_tfds_task_reads_an_unregistered_builders_files(tmp_path):
 # ---- every task ------------------------------------------------------------------------------
 
 
-BUILTIN_TASKS = {"addition", "zip_chain", "jsonl", "tfds"}
+BUILTIN_TASKS = {"addition", "zip_chain", "jsonl", "tfds", "hf"}
 
 
 def builtin(names: list[str]) -> set[str]:
@@ -556,11 +565,15 @@ def test_every_builtin_task_registers_its_config_section(tmp_path):
 def test_gold_targets_verify_for_every_builtin_task(tmp_path):
     prepare_toy(tmp_path / "user")
     path = write_lines(tmp_path / "all.jsonl", [json.dumps(r) for r in GOOD])
+    (tmp_path / "hf").mkdir()
+    for split in ("train", "test"):  # a Hub-style directory of JSON lines
+        write_lines(tmp_path / "hf" / f"{split}.jsonl", [json.dumps(r) for r in GOOD])
     configs = {
         "addition": config(tmp_path, "task.addition.train_size=40", "task.addition.test_size=10"),
         "zip_chain": config(tmp_path, "task.name=zip_chain", "task.zip_chain.bits=2"),
         "jsonl": config(tmp_path, "task.name=jsonl", f"task.jsonl.train={path}"),
         "tfds": tfds_config(tmp_path),
+        "hf": config(tmp_path, "task.name=hf", f"task.hf.train={tmp_path / 'hf'}"),
     }
     assert set(configs) == builtin(TASKS.names())
     rng = random.Random(0)

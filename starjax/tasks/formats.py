@@ -53,8 +53,8 @@ class FileTaskConfig:
     few_shot_file: Optional[str] = None
 
     def check(self, cfg) -> None:
-        """task.jsonl or task.tfds (whichever this is); the data itself only when the run uses it."""
-        name = next(n for n in ("jsonl", "tfds") if getattr(cfg.task, n, None) is self)
+        """task.jsonl, task.tfds or task.hf (whichever this is); the data itself only when the run uses it."""
+        name = next(n for n in ("jsonl", "tfds", "hf") if getattr(cfg.task, n, None) is self)
         if not 0 <= self.test_fraction < 1 or self.few_shot < 0:
             raise ConfigError(f"task.{name} needs 0 <= test_fraction < 1 and few_shot >= 0")
         unknown = sorted(set(self.fields) - set(FILE_FIELDS))
@@ -64,7 +64,7 @@ class FileTaskConfig:
             raise ConfigError(f"task.{name}.format={self.format!r} is unknown; choose one of {list(FILE_FORMATS)}")
         if cfg.task.name != name:
             return
-        what = "a JSONL file" if name == "jsonl" else "a TFDS dataset name"
+        what = {"jsonl": "a JSONL file", "tfds": "a TFDS dataset name", "hf": "a local Hugging Face dataset directory"}[name]
         if self.train is None:
             raise ConfigError(f"task.name={name} needs task.{name}.train: {what}")
         held = self.test is None if name == "jsonl" else self.test_split is None

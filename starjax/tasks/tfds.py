@@ -37,21 +37,22 @@ class TfdsTask(FileTask):
         return ((f"{split}-{i}", row) for i, row in enumerate(rows))
 
     def load(self) -> Splits:
-        c, skipped = self.cfg, Counter()
+        """Both splits by name (tfds and hf alike: `_rows` reads one)."""
+        c, n, skipped = self.cfg, self.name, Counter()
         train = self.problems(self._rows(c.train, c.train_split), skipped)
-        check_nonempty(train, f"TFDS {c.train}/{c.train_split}", skipped, "check task.tfds.fields")
+        check_nonempty(train, f"task.{n}.train {c.train}, split {c.train_split}", skipped, f"check task.{n}.fields")
         if c.test_split is None:
             train, test = held_out_problems(train, c.test_fraction)
             check_nonempty(
                 train,
-                f"task.tfds.train after holding out test_fraction={c.test_fraction}",
+                f"task.{n}.train after holding out test_fraction={c.test_fraction}",
                 skipped,
-                "lower task.tfds.test_fraction",
+                f"lower task.{n}.test_fraction",
             )
         else:
             test = self.problems(self._rows(c.test or c.train, c.test_split), skipped)
         check_nonempty(
-            test, f"the test split of {c.test or c.train}", skipped, "set task.tfds.test_split or raise task.tfds.test_fraction"
+            test, f"the test split of {c.test or c.train}", skipped, f"set task.{n}.test_split or raise task.{n}.test_fraction"
         )
         self.set_shots(train)
         return Splits(train, test, dict(skipped))
