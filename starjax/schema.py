@@ -220,6 +220,9 @@ class TaskConfig:
     name: str = "addition"
     # Where built-in synthetic datasets are prepared (TFDS, array_record) and cached.
     data_dir: str = "~/.cache/starjax/tfds"
+    # Wrap every prompt in the tokenizer's chat template as the user's turn (instruct checkpoints:
+    # tokenizer_config.json's chat_template; starjax/hf/chat.py).
+    chat_template: bool = False
     # (the loader adds one section per registered task: task.addition, task.zip_chain, ...)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 from starjax.checkpoint import restore_params
 from starjax.errors import ConfigError
@@ -59,3 +60,15 @@ def with_vocab(cfg: Config, tokenizer: Tokenizer) -> Config:
     if cfg.model.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
     return cfg
+
+
+def load_chat_template(cfg: Config) -> Callable[[str], str]:
+    """task.chat_template: the chat template of the run's Hugging Face tokenizer directory."""
+    from starjax.hf.chat import ChatTemplate
+
+    path = cfg.tokenizer.path or cfg.model.from_hf
+    if path is None:
+        raise ConfigError("task.chat_template=true needs a Hugging Face tokenizer: set model.from_hf=DIR or tokenizer.path=DIR")
+    p = Path(path).expanduser()
+    tokenizer = load_tokenizer(p)
+    return ChatTemplate.from_dir(p if p.is_dir() else p.parent, tokenizer.adds_bos)

@@ -26,7 +26,7 @@ from starjax.errors import ConfigError
 from starjax.hf.convert import export_hf
 from starjax.hf.weights import import_params
 from starjax.sampling.engine import Sampler
-from starjax.sources import load_model, load_tokenizer
+from starjax.sources import load_chat_template, load_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "hf" / "reference.py"
@@ -143,6 +143,17 @@ def test_tokenizers_match_transformers(ref, name):
     assert [tok.decode(ids) for ids in reference["ids"]] == reference["decoded"]
     assert (tok.bos_id if tok.adds_bos else None) == (reference["bos"] if name != "tok_nobos" else None)
     assert tok.eos_id == reference["eos"]
+
+
+@pytest.mark.parametrize("name", ["tok_chatml", "tok_turns"])
+def test_chat_templates_match_transformers(ref, name):
+    """ChatML without bos (Qwen-Instruct's shape) and bos + turns (Gemma-it's): the text
+    apply_chat_template writes, and the ids it tokenizes to from the prompt starjax encodes."""
+    reference, texts = json.loads((ref / name / "reference.json").read_text()), _cases(ref)["texts"]
+    chat = load_chat_template(load_config(None, [f"tokenizer.path={ref / name}", "task.chat_template=true"]))
+    tok = load_tokenizer(ref / name)
+    assert [chat.render([{"role": "user", "content": t}]) for t in texts] == reference["chat_texts"]
+    assert [tok.encode(chat(t), add_bos=True) for t in texts] == reference["chat_ids"]
 
 
 def test_import_hf_cli_output_is_a_from_hf_directory(ref, tmp_path, capsys):

@@ -4,7 +4,7 @@
 library, exactly as transformers' fast tokenizers run it; a directory with only a SentencePiece
 `tokenizer.model` (Llama 2, Mistral, Gemma) uses starjax's SentencePiece tokenizer. The special
 ids come from the checkpoint's tokenizer_config.json / generation_config.json / config.json.
-Prompting is plain text: no chat template, bos only where the checkpoint's tokenizer adds one.
+bos only where the checkpoint's tokenizer adds one; chat templates: starjax/hf/chat.py.
 """
 
 from __future__ import annotations

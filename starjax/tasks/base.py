@@ -48,6 +48,8 @@ class Task:
 
     name = "task"
     checks_steps = False  # True where `step_checks` judges a rationale's intermediate steps
+    # task.chat_template: wraps each prompt as the user's turn of the tokenizer's chat template
+    chat: Callable[[str], str] | None = None
 
     def __init__(self, verifier: Verifier, few_shot: int = 0):
         self.verifier = verifier
@@ -77,7 +79,8 @@ class Task:
             if few_shot
             else ""
         )
-        return shots + self.question_text(problem, problem.answer if hint else None)
+        text = shots + self.question_text(problem, problem.answer if hint else None)
+        return text if self.chat is None else self.chat(text)
 
     def completion(self, rationale: str, answer: str) -> str:
         return answer_line(rationale, answer)

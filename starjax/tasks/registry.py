@@ -16,4 +16,9 @@ def make_task(cfg: Config) -> Task:
     """The task cfg.task.name names, configured (its verifier resolved, its files checked)."""
     load_plugins(cfg.plugins)
     build = TASKS.get(cfg.task.name).build
-    return build.from_config(cfg) if isinstance(build, type) else build(cfg)
+    task = build.from_config(cfg) if isinstance(build, type) else build(cfg)
+    if cfg.task.chat_template:
+        from starjax.sources import load_chat_template
+
+        task.chat = load_chat_template(cfg)
+    return task

@@ -5,7 +5,7 @@ never imported by starjax or by the tests themselves:
 
   reference.py build OUT   tiny random-weight models of each family (OUT/<family>/) and tokenizer
                            directories (OUT/tok_*/), each with reference.json: per-prompt logits,
-                           greedy continuations, token ids of sample texts
+                           greedy continuations, token ids of sample texts, chat template renders
   reference.py run DIR...  reference.json for existing checkpoint directories (starjax exports)
 """
 
@@ -160,12 +160,65 @@ def build_tokenizers(out: Path) -> None:
         (out / name / "reference.json").write_text(json.dumps(ref))
 
 
+# Chat templates in the two shapes instruct checkpoints use (written for these tests): ChatML with
+# a default system turn and no bos (Qwen2.5-Instruct's shape), and bos + turns that refuse a
+# system role (Gemma-it's shape, with raise_exception, loop variables and filters).
+CHATML = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system = messages[0]['content'] %}{%- set rest = messages[1:] %}"
+    "{%- else %}{%- set system = 'You are a helpful assistant.' %}{%- set rest = messages %}{%- endif %}"
+    "{{- '<|im_start|>system\\n' + system + '<|im_end|>\\n' }}"
+    "{%- for m in rest %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+TURNS = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
+)
+
+
+def build_chat_tokenizers(out: Path, corpus: list[str]) -> None:
+    """tok_chatml (no bos, eos <|im_end|>) and tok_turns (adds bos), each with its chat template;
+    reference: apply_chat_template's text and ids for each sample text as the user's turn."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    shapes = {
+        "tok_chatml": (CHATML, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>"),
+        "tok_turns": (TURNS, ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"], "<bos>", "<eos>"),
+    }
+    for name, (template, specials, bos, eos) in shapes.items():
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(
+            corpus,
+            trainers.BpeTrainer(vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+        )
+        if bos:
+            tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+        fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=specials[0])
+        fast.chat_template = template
+        fast.save_pretrained(out / name)
+        t = AutoTokenizer.from_pretrained(out / name)
+        texts, ids = [], []
+        for text in TEXTS:
+            messages = [{"role": "user", "content": text}]
+            texts.append(t.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            encoded = t.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            ids.append(list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded))
+        (out / name / "reference.json").write_text(json.dumps({"chat_texts": texts, "chat_ids": ids}))
+
+
 def main(argv: list[str]) -> None:
     if len(argv) >= 2 and argv[0] == "build":
         out = Path(argv[1])
         for family in FAMILIES:
             build_model(out, family)
         build_tokenizers(out)
+        build_chat_tokenizers(out, TEXTS * 20 + ["the quick brown fox jumps over the lazy dog 0123456789"] * 20)
         (out / "cases.json").write_text(
             json.dumps({"prompts": PROMPTS, "new_tokens": NEW_TOKENS, "eos": EOS, "texts": TEXTS, "families": list(FAMILIES)})
         )
