@@ -4,6 +4,7 @@ config.yaml          the config as given (a resume is compared with it)
 metrics.jsonl        one line per STaR iteration (sft: per logged step)
 accuracy.png         the STaR curves
 tb/                  TensorBoard events
+wandb/               W&B's files and run id (with logging.wandb.project)
 tokenizer.model      the tokenizer trained on the task text (absent when one was given)
 tokenizer_cache/     its training cache, keyed by content
 samples/iter_N.jsonl every sampled attempt of iteration N with its verdict
@@ -51,6 +52,11 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tb"
+
+    @property
+    def wandb(self) -> Path:
+        """W&B's files (offline runs) and `wandb/run_id`, so a resumed run continues the same W&B run."""
+        return self.root / "wandb"
 
     @property
     def tokenizer(self) -> Path:

@@ -254,6 +254,23 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    # A Weights & Biases project to log to (null: no W&B). Needs `pip install 'starjax[wandb]'`.
+    project: Optional[str] = None
+    entity: Optional[str] = None
+    # null: the run directory's name.
+    name: Optional[str] = None
+    # online, or offline (written under the run directory, `wandb sync` uploads it later).
+    mode: str = "online"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    # Metrics always go to metrics.jsonl and TensorBoard (tb/); W&B besides them when configured.
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass(frozen=True)
 class StarConfig:
     iterations: int = 5
     # Parameters of the base model (save_params directory); null = pre-train (pretrain.steps) or random init.
@@ -316,3 +333,4 @@ class Config:
     star: StarConfig = field(default_factory=StarConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

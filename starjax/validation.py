@@ -64,6 +64,8 @@ def validate(cfg: Config) -> None:
     if cfg.runtime.host_malloc not in HOST_MALLOC_SETTINGS:
         raise ConfigError(f"runtime.host_malloc={cfg.runtime.host_malloc!r} must be one of {', '.join(HOST_MALLOC_SETTINGS)}")
     validate_distributed(cfg.runtime.distributed)
+    if cfg.logging.wandb.mode not in ("online", "offline"):
+        raise ConfigError(f"logging.wandb.mode={cfg.logging.wandb.mode!r} must be online or offline")
 
 
 def validate_distributed(d: DistributedConfig) -> None:

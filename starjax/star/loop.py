@@ -42,9 +42,9 @@ from starjax.star.retention import prune_policies
 from starjax.star.setup import Plugins, RunSetup, build_plugins, prepare
 from starjax.star.state import Attempt, Compilations, IterationRecord, Kept, RunState
 from starjax.tasks.base import Problem, Task
+from starjax.tracking import Trackers
 from starjax.training.data import tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit, with_steps
-from starjax.training.tensorboard import TensorBoard
 from starjax.validation import validate_star_sampling
 
 
@@ -67,7 +67,7 @@ class Run:
     base: Transformer
     policy: Transformer
     sampler: Sampler
-    writer: TensorBoard | None
+    writer: Trackers | None
     compiles_before: int  # sampler programs compiled before a resume
 
     def compilations(self, state: RunState) -> Compilations:
@@ -112,7 +112,7 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     trained = state.iteration - (state.phase not in ("trained", "evaluated"))  # newest fine-tuned policy
     policy = load_model(run_dir.policy(trained), cfg.model, rules, cfg.seed) if trained > 0 else base
     sampler = Sampler(policy, setup.tokenizer, cfg.sampler)
-    writer = TensorBoard(run_dir.tensorboard) if lead else None
+    writer = Trackers.open(cfg, run_dir) if lead else None
     run = Run(cfg, setup, plugins, base, policy, sampler, writer, state.compilations.sampler)
 
     def save(step: int, s: RunState) -> None:
@@ -166,7 +166,8 @@ def generate(run: Run, state: RunState, n: int) -> RunState:
         current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
     if multihost.is_lead():
         report.write_samples(run.setup.run_dir.samples(n), samples)
-        run.writer.text("star/samples", report.samples_markdown(samples), n)
+        shown = samples[: report.SAMPLES_SHOWN]
+        run.writer.samples("star/samples", report.samples_markdown(shown), shown, n, "star/iteration")
     log(
         f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
         f"({len(rationalized)} by rationalization)"
@@ -235,7 +236,7 @@ def log_fine_tune_step(run: Run, curve: dict[str, list[float]], n: int, done: in
         curve[key].append(round(metrics[key], 6))
     if run.writer is not None:
         step = sum(train_steps(run.cfg, i) for i in range(1, n)) + done
-        run.writer.scalars({f"star/fine_tune/{key}": metrics[key] for key in FINE_TUNE_CURVES}, step)
+        run.writer.scalars({f"star/fine_tune/{key}": metrics[key] for key in FINE_TUNE_CURVES}, step, "star/fine_tune/step")
 
 
 def evaluate_policy(run: Run, state: RunState, n: int) -> RunState:
@@ -252,7 +253,7 @@ def evaluate_policy(run: Run, state: RunState, n: int) -> RunState:
     if multihost.is_lead():
         history = [r.to_json() for r in state.history]
         report.write_metrics(setup.run_dir.metrics, history)
-        run.writer.scalars(report.tensorboard_scalars(record.to_json()), n)
+        run.writer.scalars(report.tensorboard_scalars(record.to_json()), n, "star/iteration")
         report.plot(setup.run_dir.plot, history)
         print(report.table(history), flush=True)
         accuracy = {r.iteration: r.metrics["test_accuracy"] for r in state.history if r.iteration > 0}

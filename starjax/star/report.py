@@ -45,14 +45,17 @@ def write_samples(out: Path, records: list[dict]) -> None:
     write_jsonl(out, records)
 
 
-def samples_markdown(samples: list[dict], limit: int = 16) -> str:
-    """The first `limit` sampled attempts as a markdown table (question, completion, verdict)."""
+SAMPLES_SHOWN = 16  # sampled attempts per iteration in the TensorBoard / W&B sample table
+
+
+def samples_markdown(samples: list[dict]) -> str:
+    """Sampled attempts as a markdown table (question, completion, verdict)."""
 
     def cell(x) -> str:
         return str(x).replace("|", "\\|").replace("\n", "<br>")
 
     rows = ["| question | completion | extracted | correct | hinted |", "|---|---|---|---|---|"]
-    for s in samples[:limit]:
+    for s in samples:
         rows.append(
             f"| {cell(s.get('question', ''))} | {cell(s.get('completion', ''))} | {cell(s.get('extracted'))} | "
             f"{s.get('correct')} | {s.get('hinted')} |"

@@ -23,11 +23,11 @@ from starjax.log import log
 from starjax.run_dir import RunDir
 from starjax.schema import Config
 from starjax.sources import load_model, load_run_tokenizer, with_vocab
+from starjax.tracking import Trackers
 from starjax.training.data import device_batch, pack, tokenize_records
 from starjax.training.fit import NonFiniteLoss, fit
 from starjax.training.records import load_records
 from starjax.training.step import loss_sums
-from starjax.training.tensorboard import TensorBoard
 
 
 def run_sft(cfg: Config) -> int:
@@ -60,7 +60,7 @@ def run_sft(cfg: Config) -> int:
     if lead:
         save_config(cfg, run_dir.root)
     eval_loss = _evaluator(graphdef, rules, pack(eval_ex, t.seq_len), t.batch_size) if eval_ex else None
-    writer = TensorBoard(run_dir.tensorboard) if lead else None
+    writer = Trackers.open(cfg, run_dir) if lead else None
     metrics_path = run_dir.metrics
     opened: list = []
 
@@ -76,7 +76,9 @@ def run_sft(cfg: Config) -> int:
         if lead:
             opened[0].write(json.dumps(m) + "\n")
             opened[0].flush()
-            writer.scalars({("eval/loss" if k == "eval_loss" else f"train/{k}"): v for k, v in m.items() if k != "step"}, done)
+            writer.scalars(
+                {("eval/loss" if k == "eval_loss" else f"train/{k}"): v for k, v in m.items() if k != "step"}, done, "train/step"
+            )
 
     try:
         result = fit(model, train_ex, t, cfg.seed, run_dir.checkpoints, {"config": to_yaml(cfg)}, on_step, "sft")
