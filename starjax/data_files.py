@@ -95,21 +95,23 @@ HF_DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json")
 _HF_METADATA = {"dataset_info.json", "dataset_dict.json", "state.json"}
 
 
+def _hf_data_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in HF_DATA_SUFFIXES and p.name not in _HF_METADATA and p.is_file())
+
+
 def hf_split_files(root: Path, split: str) -> list[Path]:
     """The data files of SPLIT under a dataset directory, in path order, named as the Hub and
     `datasets` name them: a folder SPLIT (`train/data-00000-of-00001.arrow`) or a file name that
     starts with it (`main/train-00000-of-00001.parquet`, `test.jsonl`)."""
-    files = sorted(p for p in root.rglob("*") if p.suffix in HF_DATA_SUFFIXES and p.name not in _HF_METADATA and p.is_file())
     named = re.compile(rf"{re.escape(split)}([-_.]|$)")
-    return [p for p in files if split in p.relative_to(root).parts[:-1] or named.match(p.name)]
+    return [p for p in _hf_data_files(root) if split in p.relative_to(root).parts[:-1] or named.match(p.name)]
 
 
 def _hf_splits(root: Path) -> list[str]:
     found = set()
-    for p in root.rglob("*"):
-        if p.suffix in HF_DATA_SUFFIXES and p.name not in _HF_METADATA:
-            rel = p.relative_to(root).parts
-            found.add(rel[-2] if len(rel) > 1 and rel[-2] != "data" else re.split(r"[-_.]", p.name)[0])
+    for p in _hf_data_files(root):
+        rel = p.relative_to(root).parts
+        found.add(rel[-2] if len(rel) > 1 and rel[-2] != "data" else re.split(r"[-_.]", p.name)[0])
     return sorted(found)
 
 

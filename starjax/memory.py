@@ -79,20 +79,26 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
     m, t = cfg.model, cfg.train
     _, state = nnx.split(abstract_model(m, rules))
     flat = nnx.to_flat_state(state)
-    params = sum(shards.bytes(v.shape, v.get_metadata()["out_sharding"], v.dtype) for _, v in flat)
 
+    def weights(dtype=None, gathered: bool = False, only=lambda path: True) -> int:
+        """Bytes per device of the model's weights (in `dtype`, default their own)."""
+        return sum(
+            shards.bytes(v.shape, v.get_metadata()["out_sharding"], dtype or v.dtype, gathered) for path, v in flat if only(path)
+        )
+
+    params = weights()
+    # XLA gathers FSDP-sharded weights whole (in their stored dtype) for the matmuls: every
+    # layer's at once on XLA:CPU; the latency-hiding scheduler of TPU/GPU may hold fewer
+    whole = weights(gathered=True)
+    gathered = whole if whole > params else 0
     if t.lora_rank:  # adapters: replicated float32, the only trainable weights
-        adapters = jax.eval_shape(lambda s: lora.init_adapters(s, t, 0), state)
-        trainable = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(adapters))
-        trainable_count = sum(x.size for x in jax.tree.leaves(adapters))
+        adapters = jax.tree.leaves(jax.eval_shape(lambda s: lora.init_adapters(s, t, 0), state))
+        trainable = sum(x.size * x.dtype.itemsize for x in adapters)
+        trainable_count = sum(x.size for x in adapters)
         params += trainable
     else:
         trainable, trainable_count = params, params // dtype_of(m.param_dtype).itemsize
     optimizer = 2 * trainable_count * dtype_of(t.moment_dtype).itemsize
-    # XLA gathers FSDP-sharded weights whole (in their stored dtype) for the matmuls: every
-    # layer's at once on XLA:CPU; the latency-hiding scheduler of TPU/GPU may hold fewer
-    whole = sum(shards.bytes(v.shape, v.get_metadata()["out_sharding"], v.dtype, gathered=True) for _, v in flat)
-    gathered = whole if whole > params - (trainable if t.lora_rank else 0) else 0
     # micro-batches: one micro-batch's gradients, whole before their reduce-scatter, live beside
     # the running sum
     if t.micro_batches > 1:
@@ -112,11 +118,7 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
         * _bytes_per_token(cfg, tensor, shards.of("act_mlp"), shards.of("act_vocab"), platform or jax.default_backend())
     )
 
-    layer_weights = sum(
-        shards.bytes(v.shape, v.get_metadata()["out_sharding"], m.compute_dtype)
-        for path, v in flat
-        if path[0] == "blocks" and path[-2] in ("attn", "mlp")
-    )
+    layer_weights = weights(m.compute_dtype, only=lambda path: path[0] == "blocks" and path[-2] in ("attn", "mlp"))
     decode_weights = layer_weights if cfg.sampler.fuse_weights else 0
     s = cfg.sampler
     length = max(s.prompt_buckets) + new_token_cap(s.max_new_tokens)

@@ -17,8 +17,6 @@ from starjax.run_dir import RunDir
 from starjax.schema import Config
 from starjax.training.tensorboard import TensorBoard
 
-SAMPLE_COLUMNS = ("question", "completion", "extracted", "correct", "hinted")
-
 
 class Trackers:
     def __init__(self, tensorboard: TensorBoard, wandb_run: Any = None):
@@ -38,17 +36,13 @@ class Trackers:
             self._defined |= metrics.keys()
             self.wandb.log({**metrics, axis: step})
 
-    def samples(self, tag: str, markdown: str, rows: list[dict], step: int, axis: str) -> None:
-        """A table of sampled attempts: markdown under TensorBoard's Text tab, a W&B Table."""
+    def samples(self, tag: str, markdown: str, columns: tuple[str, ...], rows: list[list], step: int, axis: str) -> None:
+        """A table: `markdown` under TensorBoard's Text tab, `columns` x `rows` as a W&B Table."""
         self.tensorboard.text(tag, markdown, step)
         if self.wandb is not None:
             import wandb
 
-            data = [
-                [str(r.get(c, "")) if c in ("question", "completion", "extracted") else r.get(c) for c in SAMPLE_COLUMNS]
-                for r in rows
-            ]
-            self.wandb.log({tag: wandb.Table(columns=list(SAMPLE_COLUMNS), data=data), axis: step})
+            self.wandb.log({tag: wandb.Table(columns=list(columns), data=rows), axis: step})
 
     def close(self) -> None:
         self.tensorboard.close()

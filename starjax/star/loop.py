@@ -166,8 +166,8 @@ def generate(run: Run, state: RunState, n: int) -> RunState:
         current["kept_wrong_step"] = sum(wrong) / len(wrong) if wrong else None
     if multihost.is_lead():
         report.write_samples(run.setup.run_dir.samples(n), samples)
-        shown = samples[: report.SAMPLES_SHOWN]
-        run.writer.samples("star/samples", report.samples_markdown(shown), shown, n, "star/iteration")
+        rows = report.sample_rows(samples[: report.SAMPLES_SHOWN])
+        run.writer.samples("star/samples", report.samples_markdown(rows), report.SAMPLE_COLUMNS, rows, n, "star/iteration")
     log(
         f"iteration {n}: solved {sum(solved)}/{len(train)} training questions, kept {len(kept)} rationales "
         f"({len(rationalized)} by rationalization)"

@@ -46,21 +46,26 @@ def write_samples(out: Path, records: list[dict]) -> None:
 
 
 SAMPLES_SHOWN = 16  # sampled attempts per iteration in the TensorBoard / W&B sample table
+SAMPLE_COLUMNS = ("question", "completion", "extracted", "correct", "hinted")
 
 
-def samples_markdown(samples: list[dict]) -> str:
-    """Sampled attempts as a markdown table (question, completion, verdict)."""
+def sample_rows(samples: list[dict]) -> list[list]:
+    """Sampled attempts as rows of SAMPLE_COLUMNS: the text columns as strings, the verdicts as they are."""
+    return [
+        [str(s.get("question", "")), str(s.get("completion", "")), str(s.get("extracted")), s.get("correct"), s.get("hinted")]
+        for s in samples
+    ]
+
+
+def samples_markdown(rows: list[list]) -> str:
+    """`sample_rows` as a markdown table."""
 
     def cell(x) -> str:
         return str(x).replace("|", "\\|").replace("\n", "<br>")
 
-    rows = ["| question | completion | extracted | correct | hinted |", "|---|---|---|---|---|"]
-    for s in samples:
-        rows.append(
-            f"| {cell(s.get('question', ''))} | {cell(s.get('completion', ''))} | {cell(s.get('extracted'))} | "
-            f"{s.get('correct')} | {s.get('hinted')} |"
-        )
-    return "\n".join(rows)
+    lines = ["| " + " | ".join(SAMPLE_COLUMNS) + " |", "|" + "---|" * len(SAMPLE_COLUMNS)]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def tensorboard_scalars(record: dict) -> dict[str, float]:
