@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml $(LOCK)
 lock:
 	@base=$$(scripts/find_python.sh) || exit 1; \
 	  [ -x build/lock-env/bin/uv ] || { "$$base" -m venv build/lock-env && build/lock-env/bin/pip install --quiet uv==0.13.9; } || exit 1
-	build/lock-env/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.12 \
+	build/lock-env/bin/uv pip compile pyproject.toml --extra dev --extra gcs --universal --python-version 3.12 \
 	  --annotation-style line --custom-compile-command "make lock" -o $(LOCK)
 
 # The PyTorch side of the Hugging Face parity tests: its own Python 3.11 environment, where the

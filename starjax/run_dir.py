@@ -14,6 +14,8 @@ pretrain/, pretrain_warm/   their train-state checkpoints while they run
 params/iter_N/       the policy of STaR iteration N (sft: params/ holds the fine-tuned model)
 train/iter_N/        iteration N's fine-tune checkpoints while it runs
 checkpoints/         sft's train-state checkpoints
+
+A gs:// (s3://, az://) run_dir is a local copy that `open` pulls and `sync` pushes (storage.py).
 """
 
 from __future__ import annotations
@@ -21,20 +23,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from starjax import storage
 from starjax.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class RunDir:
-    root: Path
+    TOKENIZER = "tokenizer.model"
+
+    root: Path  # where the commands read and write: the directory itself, or a remote one's local copy
+    mirror: storage.Mirror | None = None
 
     @classmethod
     def at(cls, path: str | Path) -> RunDir:
+        """No I/O: `pull` before resuming or reading a remote run."""
+        if storage.is_remote(path):
+            mirror = storage.Mirror(str(path))
+            return cls(mirror.local, mirror)
         return cls(Path(path))
+
+    def pull(self) -> RunDir:
+        """This run directory with a remote one's local copy brought up to date (a resume, a read)."""
+        if self.mirror is not None:
+            self.mirror.pull()
+        return self
+
+    @property
+    def location(self) -> str:
+        """Where the run is, for messages: the remote path, or the local directory."""
+        return self.mirror.url if self.mirror is not None else str(self.root.resolve())
+
+    def sync(self) -> None:
+        """Pushes a remote run directory's local copy (what changed); nothing for a local one.
+        Called at every checkpoint, iteration and the end, on the lead process only (a remote
+        run_dir is single-process: runtime.start)."""
+        if self.mirror is not None:
+            self.mirror.push()
 
     def check(self) -> None:
         """For the commands that write a run directory, before they compute anything."""
-        if self.root.exists() and not self.root.is_dir():
+        if self.mirror is not None:
+            if self.mirror.fs.isfile(self.mirror.root):
+                raise ConfigError(f"run_dir={self.mirror.url} is a file, not a directory; give another run_dir")
+        elif self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"run_dir={self.root} is a file, not a directory; give another run_dir")
 
     @property
@@ -60,7 +91,7 @@ class RunDir:
 
     @property
     def tokenizer(self) -> Path:
-        return self.root / "tokenizer.model"
+        return self.root / self.TOKENIZER
 
     @property
     def tokenizer_cache(self) -> Path:

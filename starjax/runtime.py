@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from starjax import host_memory, multihost
+from starjax import host_memory, multihost, storage
 from starjax.config import to_yaml
 from starjax.errors import ConfigError
 from starjax.schema import MESH_AXES, Config, DistributedConfig, MeshConfig, RuntimeConfig
@@ -88,6 +88,7 @@ def start(cfg: Config) -> AxisRules:
     (every process must run the same config), then the mesh and its sharding rules."""
     setup_runtime(cfg.runtime)
     multihost.initialize(cfg.runtime.distributed)
+    storage.require_one_process(cfg.run_dir, "run_dir")
     multihost.agree_on_config(_shared_yaml(cfg))
     return AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
 

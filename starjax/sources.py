@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
+from starjax import storage
 from starjax.checkpoint import restore_params
 from starjax.errors import ConfigError
 from starjax.hf.convert import load_hf_model
@@ -27,7 +28,7 @@ def load_model(directory: str | Path | None, cfg: ModelConfig, rules: AxisRules,
     if directory is None:
         return create_model(cfg, rules, seed)
     try:
-        return restore_params(directory, cfg, rules)
+        return restore_params(storage.local(directory), cfg, rules)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
 
@@ -35,7 +36,7 @@ def load_model(directory: str | Path | None, cfg: ModelConfig, rules: AxisRules,
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """A SentencePiece `.model` file, or a Hugging Face checkpoint's tokenizer: its directory or
     its `tokenizer.json` (special ids from the files beside it)."""
-    p = Path(path).expanduser()
+    p = storage.local(path)
     if p.is_dir() or p.name == "tokenizer.json":
         return load_hf_tokenizer(p if p.is_dir() else p.parent)
     return SentencePieceTokenizer.load(p)
@@ -69,6 +70,6 @@ def load_chat_template(cfg: Config) -> Callable[[str], str]:
     path = cfg.tokenizer.path or cfg.model.from_hf
     if path is None:
         raise ConfigError("task.chat_template=true needs a Hugging Face tokenizer: set model.from_hf=DIR or tokenizer.path=DIR")
-    p = Path(path).expanduser()
+    p = storage.local(path)
     tokenizer = load_tokenizer(p)
     return ChatTemplate.from_dir(p if p.is_dir() else p.parent, tokenizer.adds_bos)

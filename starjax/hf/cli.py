@@ -7,7 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from starjax import runtime
+from starjax import runtime, storage
 from starjax.config import load_config
 from starjax.errors import ConfigError
 from starjax.log import log
@@ -27,19 +27,20 @@ def parse_size(text: str) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    src, out = Path(args.path).expanduser(), Path(args.out).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{str(out)!r} exists and is not empty; give a new output directory")
+    src = args.path if storage.is_remote(args.path) else Path(args.path).expanduser()
+    out, finish = storage.new_output_dir(args.out)
     cfg = load_config(None, [f"model.from_hf={src}", *args.overrides])
     from starjax.hf.convert import import_hf
     from starjax.model.transformer import count_params
 
     rules = runtime.start(cfg)
+    storage.require_one_process(args.out, "OUT")
     log(f"importing {src} ({cfg.model.num_layers} layers, d_model {cfg.model.d_model}) as {cfg.model.param_dtype}")
     n = count_params(import_hf(src, out, cfg.model, rules))
+    finish()
     log(
-        f"wrote {out}: {n:,} parameters in params/ (Orbax) with the checkpoint's config and tokenizer; "
-        f"use it as model.from_hf={out}"
+        f"wrote {args.out}: {n:,} parameters in params/ (Orbax) with the checkpoint's config and tokenizer; "
+        f"use it as model.from_hf={args.out}"
     )
     return 0
 
@@ -50,7 +51,7 @@ def _export_tokenizer(cfg: Config):
     from starjax.sources import load_run_tokenizer, with_vocab
 
     if not (cfg.tokenizer.path or cfg.model.from_hf):
-        trained = RunDir.at(cfg.run_dir).tokenizer
+        trained = RunDir.at(cfg.run_dir).pull().tokenizer
         if not trained.is_file():
             if cfg.model.vocab_size is None:
                 raise ConfigError(f"no tokenizer.path, model.from_hf or {trained}; set tokenizer.path or model.vocab_size")
@@ -64,18 +65,18 @@ def run_export(args: argparse.Namespace, cfg: Config) -> int:
     from starjax.hf.convert import export_hf
     from starjax.sources import load_model
 
-    out = Path(args.out).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{str(out)!r} exists and is not empty; give a new output directory")
     if args.dtype not in DTYPES:
         raise ConfigError(f"--dtype {args.dtype!r} must be one of {list(DTYPES)}")
     max_shard = parse_size(args.max_shard_size)
-    checkpoint = args.checkpoint or RunDir.at(cfg.run_dir).newest_policy()
+    out, finish = storage.new_output_dir(args.out)
+    checkpoint = args.checkpoint or RunDir.at(cfg.run_dir).pull().newest_policy()
     if checkpoint is None and not cfg.model.from_hf:
         raise ConfigError(f"no --checkpoint and no policy in {cfg.run_dir}; give --checkpoint DIR")
     tokenizer, cfg = _export_tokenizer(cfg)
     rules = runtime.start(cfg)
+    storage.require_one_process(args.out, "OUT")
     model = load_model(checkpoint, cfg.model, rules, cfg.seed)
     files = export_hf(model, cfg, out, args.dtype, max_shard, tokenizer)
-    log(f"exported {checkpoint or cfg.model.from_hf} to {out} ({len(files)} safetensors file(s), {args.dtype})")
+    finish()
+    log(f"exported {checkpoint or cfg.model.from_hf} to {args.out} ({len(files)} safetensors file(s), {args.dtype})")
     return 0

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from starjax import storage
 from starjax.errors import ConfigError
 from starjax.schema import ModelConfig, RopeScalingConfig
 
@@ -44,8 +45,9 @@ _ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh
 
 
 def read_hf_config(path: str | Path) -> dict[str, Any]:
-    """The parsed config.json of a Hugging Face checkpoint directory."""
-    d = Path(path).expanduser()
+    """The parsed config.json of a Hugging Face checkpoint directory (of a remote one, only its
+    config.json is fetched)."""
+    d = storage.local(f"{str(path).rstrip('/')}/config.json").parent if storage.is_remote(path) else Path(path).expanduser()
     if not d.is_dir():
         raise ConfigError(f"Hugging Face checkpoint directory {str(d)!r} not found")
     f = d / "config.json"

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from starjax import multihost
+from starjax import multihost, storage
 from starjax.checkpoint import restore_params, save_params
 from starjax.errors import ConfigError
 from starjax.hf.config import hf_config_from_model, read_hf_config
@@ -27,7 +27,7 @@ PARAMS = "params"
 def load_hf_model(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> Transformer:
     """The checkpoint's model on `rules.mesh`: from its Orbax `params/` if `import-hf` wrote one,
     else from its safetensors."""
-    d = Path(directory).expanduser()
+    d = storage.local(directory)
     if (d / PARAMS).is_dir():
         try:
             return restore_params(d / PARAMS, cfg, rules)
@@ -45,7 +45,7 @@ def copy_side_files(src: Path, dst: Path, names: tuple[str, ...] = ("config.json
 def import_hf(directory: str | Path, out: str | Path, cfg: ModelConfig, rules: AxisRules) -> Transformer:
     """Converts a Hugging Face checkpoint to OUT (params/ + its config and tokenizer files); returns
     the imported model."""
-    src, dst = Path(directory).expanduser(), Path(out).expanduser()
+    src, dst = storage.local(directory), Path(out).expanduser()
     model = import_params(src, cfg, rules)
     tmp = _fresh(dst)
     save_params(tmp / PARAMS, model)  # every process writes its shards
@@ -80,9 +80,9 @@ def export_hf(model: Transformer, cfg: Config, out: str | Path, dtype: str, max_
     if multihost.is_lead():
         (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
         if cfg.model.from_hf:
-            copy_side_files(Path(cfg.model.from_hf).expanduser(), tmp, TOKENIZER_FILES)
+            copy_side_files(storage.local(cfg.model.from_hf), tmp, TOKENIZER_FILES)
         elif cfg.tokenizer.path and cfg.tokenizer.path.endswith(".model"):
-            shutil.copy2(cfg.tokenizer.path, tmp / "tokenizer.model")
+            shutil.copy2(storage.local(cfg.tokenizer.path), tmp / "tokenizer.model")
         replace_dir(tmp, dst)
     multihost.barrier("export-hf done")
     return files

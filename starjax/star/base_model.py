@@ -47,10 +47,12 @@ def base_model(
         return load_model(run_dir.base, cfg.model, rules, cfg.seed)
     p = cfg.pretrain
     model = load_model(None, cfg.model, rules, cfg.seed)
+    lead = multihost.is_lead()
+    sync = run_dir.sync if lead else None
 
     def stage(records: list[dict], steps: int, learning_rate: float, name: str, desc: str) -> Transformer:
         ckpts = run_dir.pretrain_checkpoints(name)
-        return _pretrain(cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log)
+        return _pretrain(cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log, sync)
 
     if p.warm_steps:
         if run_dir.warm.is_dir():
@@ -60,13 +62,15 @@ def base_model(
                 task.gold_records(splits), p.warm_steps, p.warm_learning_rate or p.learning_rate, "pretrain_warm", "warm start"
             )
             save_params(run_dir.warm, model, overwrite=True)  # the stage is done: a restart goes on from here
-            if multihost.is_lead():
+            if lead:
                 shutil.rmtree(run_dir.pretrain_checkpoints("pretrain_warm"), ignore_errors=True)
+                run_dir.sync()
     model = stage(task.seed_records(splits), p.steps, p.learning_rate, "pretrain", "pre-train")
     save_params(run_dir.base, model, overwrite=True)
-    if multihost.is_lead():
+    if lead:
         shutil.rmtree(run_dir.pretrain_checkpoints("pretrain"), ignore_errors=True)
         shutil.rmtree(run_dir.warm, ignore_errors=True)
+        run_dir.sync()
     return model
 
 
@@ -80,6 +84,7 @@ def _pretrain(
     ckpt_dir: Path,
     desc: str,
     log: Callable[[str], None],
+    on_save: Callable[[], None] | None,
 ) -> Transformer:
     """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`."""
     p = cfg.pretrain
@@ -103,6 +108,6 @@ def _pretrain(
         steps,
     )
     try:
-        return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc).model
+        return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc, on_save=on_save).model
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None

@@ -117,6 +117,8 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
 
     def save(step: int, s: RunState) -> None:
         checkpoints.save(step, replace(s, compilations=run.compilations(s)).to_json())
+        if lead:
+            run_dir.sync()
 
     phases = [
         Phase("generated", lambda s, n: generate(run, s, n)),
@@ -131,10 +133,12 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
         checkpoints.close()
         if writer is not None:
             writer.close()
+        if lead:
+            run_dir.sync()
     if lead:
         history = [r.to_json() for r in state.history]
         print("\n" + report.table(history), flush=True)
-        print(f"run directory: {run_dir.root.resolve()} (metrics.jsonl, accuracy.png, samples/)", flush=True)
+        print(f"run directory: {run_dir.location} (metrics.jsonl, accuracy.png, samples/)", flush=True)
         if ref is not None:
             print(compare(history, cfg.seed, ref), flush=True)
         log(f"done: {cfg.star.iterations} iterations")
@@ -211,6 +215,7 @@ def fine_tune(run: Run, state: RunState, n: int) -> RunState:
             _seed(cfg, n, "train"),
             ckpt_dir,
             on_step=lambda done, m, _: log_fine_tune_step(run, curve, n, done, m),
+            on_save=setup.run_dir.sync if multihost.is_lead() else None,
             desc=f"fine-tune {n}",
         )
         new, compiled = result.model, result.compilations

@@ -37,7 +37,7 @@ def write_metrics(out: Path, history: list[dict]) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    return [json.loads(line) for line in RunDir.at(run_dir).metrics.read_text().splitlines()]
+    return [json.loads(line) for line in RunDir.at(run_dir).pull().metrics.read_text().splitlines()]
 
 
 def write_samples(out: Path, records: list[dict]) -> None:

@@ -10,7 +10,7 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
-from starjax import multihost
+from starjax import multihost, storage
 from starjax.config import default_config, to_yaml
 from starjax.errors import ConfigError
 from starjax.registry import ROLLOUTS, SELECTORS
@@ -101,6 +101,7 @@ def prepare(cfg: Config, allow_config_change: bool) -> RunSetup:
     any compute."""
     run_dir = RunDir.at(cfg.run_dir)
     run_dir.check()
+    run_dir.pull()
     task = make_task(cfg)
     build_plugins(Context(cfg, task))
     config_yaml = to_yaml(cfg)
@@ -158,8 +159,9 @@ def check_base_tokenizer(cfg: Config, tokenizer: Tokenizer) -> None:
     other task text maps the same ids to other pieces, and the model would silently read garbage."""
     if cfg.star.base is None:
         return
-    theirs, ours = RunDir.at(Path(cfg.star.base).parent).tokenizer, Path(tokenizer.source)
-    if theirs.is_file() and ours.is_file() and theirs.read_bytes() != ours.read_bytes():
+    theirs = f"{storage.parent(cfg.star.base)}/{RunDir.TOKENIZER}"
+    theirs_file, ours = storage.local(theirs), Path(tokenizer.source)
+    if theirs_file.is_file() and ours.is_file() and theirs_file.read_bytes() != ours.read_bytes():
         raise ConfigError(
             f"star.base={cfg.star.base} was trained with {theirs}, not this run's tokenizer; add tokenizer.path={theirs}"
         )

@@ -53,8 +53,11 @@ def fit(
     on_step: StepHook | None = None,
     desc: str = "train",
     progress: bool = True,
+    on_save: Callable[[], None] | None = None,
 ) -> FitResult:
-    """`model` trained for cfg.steps on `examples`; meta is stored with each checkpoint."""
+    """`model` trained for cfg.steps on `examples`; meta is stored with each checkpoint.
+    `on_save` runs after each checkpoint is queued (Orbax writes it in the background) and once
+    the last is written: a remote run directory's push (storage.py)."""
     rules = model.rules
     dp = rules.mesh.shape["data"] * rules.mesh.shape["fsdp"]
     if cfg.batch_size % (dp * cfg.micro_batches):
@@ -116,10 +119,14 @@ def fit(
             if saves:
                 ckpts.save(done, state, {"step": done, "epoch_position": list(data.position(done)), **(meta or {})})
                 last_save = done
+                if on_save is not None:
+                    on_save()
         if pending is not None:
             report(*pending)
         if ckpts is not None:
             ckpts.wait()
+            if on_save is not None:
+                on_save()
     finally:
         bar.close()
         if ckpts is not None:

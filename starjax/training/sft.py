@@ -33,6 +33,7 @@ from starjax.training.step import loss_sums
 def run_sft(cfg: Config) -> int:
     run_dir = RunDir.at(cfg.run_dir)
     run_dir.check()
+    run_dir.pull()
     rules = runtime.start(cfg)  # before anything else touches a device
     t, d = cfg.train, cfg.data
     if d.train is None:
@@ -81,7 +82,8 @@ def run_sft(cfg: Config) -> int:
             )
 
     try:
-        result = fit(model, train_ex, t, cfg.seed, run_dir.checkpoints, {"config": to_yaml(cfg)}, on_step, "sft")
+        sync = run_dir.sync if lead else None
+        result = fit(model, train_ex, t, cfg.seed, run_dir.checkpoints, {"config": to_yaml(cfg)}, on_step, "sft", on_save=sync)
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
     finally:
@@ -90,7 +92,9 @@ def run_sft(cfg: Config) -> int:
         if writer is not None:
             writer.close()
     save_params(run_dir.params, result.model, overwrite=True)  # collective: every process writes its shards
-    log(f"done: {t.steps} steps; run directory {run_dir.root}")
+    if lead:
+        run_dir.sync()
+    log(f"done: {t.steps} steps; run directory {run_dir.location}")
     return 0
 
 
