@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
+from starjax import storage
 from starjax.errors import ConfigError
 
 T = TypeVar("T")
@@ -24,9 +25,9 @@ UNPARSABLE = object()  # what read_jsonl yields for a line that is not JSON
 def read_jsonl(path: str | Path, key: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object or UNPARSABLE) per non-empty line. `key` names what holds the
     path (a config key, "prompts file"), for the error when the file is missing."""
-    p = Path(path).expanduser()
+    p = storage.local(path)
     if not p.is_file():
-        raise ConfigError(f"{key}: file {str(p)!r} not found")
+        raise ConfigError(f"{key}: file {str(path)!r} not found")
     with p.open("rb") as f:
         for n, raw in enumerate(f, 1):
             if not raw.strip():
@@ -143,11 +144,11 @@ def _read_hf_file(p: Path) -> list[dict[str, Any]]:
 def read_hf(path: str | Path, split: str) -> list[dict[str, Any]]:
     """Every row of SPLIT in a Hugging Face dataset saved as files (a Hub download of parquet or
     JSON lines, or `save_to_disk`'s arrow files) as a dict; a single file is read whole."""
-    root = Path(path).expanduser()
+    root = storage.local(path)
     if root.is_file():
         return _read_hf_file(root)
     if not root.is_dir():
-        raise ConfigError(f"Hugging Face dataset {str(root)!r} not found; give a local directory or file")
+        raise ConfigError(f"Hugging Face dataset {str(path)!r} not found; give a directory or file")
     files = hf_split_files(root, split)
     if not files:
         raise ConfigError(f"{str(root)!r} has no data files for split {split!r}; it has {_hf_splits(root) or 'none'}")

@@ -27,10 +27,11 @@ def load_model(directory: str | Path | None, cfg: ModelConfig, rules: AxisRules,
         return load_hf_model(cfg.from_hf, cfg, rules)
     if directory is None:
         return create_model(cfg, rules, seed)
+    local = storage.local(directory)
     try:
-        return restore_params(storage.local(directory), cfg, rules)
+        return restore_params(local, cfg, rules)
     except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(str(e).replace(str(local.absolute()), str(directory))) from None
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -13,7 +13,7 @@ import pytest
 from conftest import SMALL_MODEL, make_rules
 from flax import nnx
 from fsspec.implementations.local import LocalFileSystem, make_path_posix
-from test_star import comparable, star_args, write_task
+from test_star import ROOT, comparable, star_args, write_task
 
 from starjax import storage
 from starjax.checkpoint import save_params
@@ -22,6 +22,8 @@ from starjax.config import load_config
 from starjax.errors import ConfigError
 from starjax.model.transformer import create_model
 from starjax.sources import load_model
+
+TINY = str(ROOT / "configs" / "tiny.yaml")
 
 
 class LocalBucket(LocalFileSystem):
@@ -107,6 +109,10 @@ def test_a_star_run_in_a_bucket_resumes_on_a_fresh_machine_equal_to_a_local_run(
     assert main(["star", *star_args(d, local_run, *fast)]) == 0
 
     url = "gs://b/runs/star"
+    (bucket / "b" / "data").mkdir(parents=True)
+    for split in ("train", "test"):  # the task's files in the bucket too
+        shutil.copy(d / f"{split}.jsonl", bucket / "b" / "data")
+        fast += (f"task.jsonl.{split}=gs://b/data/{split}.jsonl",)
     assert main(["star", *star_args(d, url, *fast, "star.iterations=1")]) == 0
     remote = bucket / "b" / "runs" / "star"
     names = files(remote)
@@ -127,11 +133,11 @@ def test_a_star_run_in_a_bucket_resumes_on_a_fresh_machine_equal_to_a_local_run(
 
 
 def test_export_and_import_hf_through_a_bucket(bucket, tmp_path, capsys):
-    cfg = load_config("configs/tiny.yaml", SMALL_MODEL)
+    cfg = load_config(TINY, SMALL_MODEL)
     rules = make_rules()
     model = create_model(cfg.model, rules, seed=3)
     storage.Mirror("gs://b/ckpt", save_params(tmp_path / "ckpt", model)).push()
-    args = ["configs/tiny.yaml", "gs://b/hf", *SMALL_MODEL, "--checkpoint", "gs://b/ckpt", "--dtype", "float32"]
+    args = [TINY, "gs://b/hf", *SMALL_MODEL, "--checkpoint", "gs://b/ckpt", "--dtype", "float32"]
     assert main(["export-hf", *args]) == 0
     assert {"config.json", "model.safetensors"} <= set(files(bucket / "b" / "hf"))
     assert main(["export-hf", *args]) == 2  # never overwrites
@@ -145,8 +151,10 @@ def test_export_and_import_hf_through_a_bucket(bucket, tmp_path, capsys):
 
 
 def test_a_missing_filesystem_package_and_several_processes_are_one_line_errors(bucket, tmp_path, capsys, monkeypatch):
-    assert main(["star", "configs/tiny.yaml", "run_dir=s3://b/run"]) == 2
+    assert main(["star", TINY, "run_dir=s3://b/run"]) == 2
     assert "s3:// paths need the s3fs package: pip install s3fs" in capsys.readouterr().err
+    assert main(["export-hf", TINY, str(tmp_path / "out"), *SMALL_MODEL, "--checkpoint", "gs://b/none"]) == 2
+    assert "checkpoint 'gs://b/none' not found" in capsys.readouterr().err
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     with pytest.raises(ConfigError, match="run_dir=gs://b/run with 2 processes"):
         storage.require_one_process("gs://b/run", "run_dir")

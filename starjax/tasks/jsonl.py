@@ -4,8 +4,8 @@ remapped by `fields`), or of GSM8K / CommonsenseQA rows: `format` picks the layo
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
+from starjax import storage
 from starjax.data_files import read_jsonl
 from starjax.errors import ConfigError
 from starjax.registry import TASKS
@@ -28,7 +28,7 @@ class JsonlTask(FileTask):
             raise ConfigError("task.jsonl.train is not set; give a JSONL file of {question, answer} rows")
         for key in ("train", "test"):  # fail before any compute, not when the loop first loads
             path = getattr(cfg, key)
-            if path is not None and not Path(path).expanduser().is_file():
+            if path is not None and not storage.local(path).is_file():
                 raise ConfigError(f"task.jsonl.{key}: file {path!r} not found")
         super().__init__(cfg, verifier)
 
