@@ -1,11 +1,13 @@
 """Every Orbax call in starjax lives here, so an Orbax API change is a one-file change.
 
-Model parameters are saved as a plain nested dict of arrays (`nnx.to_pure_dict`) and restored
-straight into the sharded layout of the *current* mesh, whatever mesh wrote them.
+Model parameters are saved as a plain nested dict of arrays (`nnx.to_pure_dict`), one entry per
+layer whatever `model.scan_layers` is, and restored straight into the sharded layout of the
+*current* mesh, whatever mesh wrote them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import warnings
 from pathlib import Path
@@ -16,7 +18,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from starjax import multihost
-from starjax.model.transformer import Transformer, abstract_model
+from starjax.model.transformer import Transformer, abstract_model, relayout, stack_layer_dicts
 from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
@@ -34,7 +36,7 @@ def save_params(directory: str | Path, model: Transformer, overwrite: bool = Fal
         shutil.rmtree(target)
     multihost.barrier(f"save {path.name}: cleared")
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(target, nnx.to_pure_dict(nnx.state(model)))
+        ckptr.save(target, stack_layer_dicts(nnx.to_pure_dict(nnx.state(model)), scan=False))
         ckptr.wait_until_finished()
     if overwrite:
         multihost.barrier(f"save {path.name}: written")
@@ -51,7 +53,8 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
     path = Path(directory).absolute()
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
-    graphdef, state = nnx.split(abstract_model(cfg, rules))
+    per_layer = dataclasses.replace(cfg, scan_layers=False)
+    graphdef, state = nnx.split(abstract_model(per_layer, rules))
     shardings = nnx.to_pure_dict(nnx.get_named_sharding(state, rules.mesh))
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nnx.to_pure_dict(state), shardings)
     try:
@@ -61,7 +64,7 @@ def restore_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) ->
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"checkpoint {str(path)!r} does not match the configured model: {first}") from None
     nnx.replace_by_pure_dict(state, restored)
-    return nnx.merge(graphdef, state)
+    return relayout(nnx.merge(graphdef, state), cfg)
 
 
 class TrainCheckpoints:

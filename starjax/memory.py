@@ -91,6 +91,9 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
     # layer's at once on XLA:CPU; the latency-hiding scheduler of TPU/GPU may hold fewer
     whole = weights(gathered=True)
     gathered = whole if whole > params else 0
+    if gathered and m.scan_layers:  # the scan gathers one layer's weights at a time
+        blocks = weights(gathered=True, only=lambda path: path[0] == "blocks")
+        gathered = whole - blocks + blocks // m.num_layers
     if t.lora_rank:  # adapters: replicated float32, the only trainable weights
         adapters = jax.tree.leaves(jax.eval_shape(lambda s: lora.init_adapters(s, t, 0), state))
         trainable = sum(x.size * x.dtype.itemsize for x in adapters)

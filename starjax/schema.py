@@ -113,6 +113,11 @@ class ModelConfig:
     # decode path always uses it). dot_product: jax.nn.dot_product_attention, which on GPU runs
     # cuDNN's fused (flash) kernel where the shapes allow it and XLA's otherwise.
     attention: str = "einsum"
+    # Store the layers stacked (one array per weight with a leading "layers" axis, never sharded)
+    # and run them as one lax.scan: the train step compiles one layer, not every layer, so compile
+    # time stays flat as models deepen. Decoding slices the layers out. Checkpoints and Hugging
+    # Face exports keep the per-layer layout either way, so a run may switch.
+    scan_layers: bool = False
     # Architecture variants real checkpoints need (model.from_hf sets them): the gated MLP's
     # activation (silu = SwiGLU; gelu_tanh = Gemma's GeGLU), embeddings times sqrt(d_model)
     # (Gemma), RMSNorm as x * (norm_offset + scale) (Gemma: 1), rotary scaling (Llama 3.1+).

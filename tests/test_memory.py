@@ -43,6 +43,8 @@ def _compiled_bytes(cfg, rules) -> int:
         ((1, 8, 1), ["train.remat=full", "train.batch_size=16", "train.micro_batches=2", "train.moment_dtype=bfloat16"]),
         ((1, 8, 1), ["train.lora_rank=8"]),
         ((1, 8, 1), ["model.preset=small", "model.vocab_size=32000", "train.remat=full", "model.compute_dtype=bfloat16"]),
+        ((1, 8, 1), ["train.remat=full", "model.scan_layers=true"]),  # one layer gathered at a time
+        ((2, 2, 2), ["train.remat=none", "model.scan_layers=true"]),
     ],
 )
 def test_estimate_within_20_percent_of_compiled_train_step(mesh, overrides):

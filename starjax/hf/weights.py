@@ -12,6 +12,7 @@ head dimensions) then transpose. `Layout` records that, and both directions use 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -27,7 +28,7 @@ from flax import nnx
 from starjax import multihost
 from starjax.errors import ConfigError
 from starjax.model.layers import head_dim_of
-from starjax.model.transformer import Transformer, abstract_model
+from starjax.model.transformer import Transformer, abstract_model, relayout, stack_layer_dicts
 from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
@@ -159,7 +160,7 @@ def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> 
             f"{len(unused)} tensors of {d} are not used by the {cfg.num_layers}-layer model, e.g. {unused[0]}", stacklevel=2
         )
 
-    graphdef, state = nnx.split(abstract_model(cfg, rules))
+    graphdef, state = nnx.split(abstract_model(dataclasses.replace(cfg, scan_layers=False), rules))  # the files' layout
     shardings = nnx.to_pure_dict(nnx.get_named_sharding(state, rules.mesh))
     shapes = nnx.to_pure_dict(state)
     dtype = np.dtype(jax.numpy.dtype(cfg.param_dtype))
@@ -175,7 +176,7 @@ def import_params(directory: str | Path, cfg: ModelConfig, rules: AxisRules) -> 
             array = _read_sharded(sl, layout, shape, sharding, dtype)
         _set(values, path, array)
     nnx.replace_by_pure_dict(state, values)
-    return nnx.merge(graphdef, state)
+    return relayout(nnx.merge(graphdef, state), cfg)
 
 
 def _read_sharded(sl: Any, layout: Any, shape: tuple, sharding: Any, dtype: np.dtype) -> jax.Array:
@@ -205,7 +206,7 @@ def _set(tree: dict, path: tuple, value: Any) -> None:
 
 def hf_tensors(model: Transformer, dtype: str) -> Iterator[tuple[str, np.ndarray]]:
     """(Hugging Face name, host array in `dtype`) for each parameter, one at a time."""
-    params = nnx.to_pure_dict(nnx.state(model))
+    params = stack_layer_dicts(nnx.to_pure_dict(nnx.state(model)), scan=False)
     np_dtype = np.dtype(jax.numpy.dtype(dtype))
     for name, (path, layout) in tensor_layouts(model.cfg).items():
         host = np.asarray(multihost.to_host(_at(params, path)))  # collective across processes

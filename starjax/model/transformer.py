@@ -29,6 +29,39 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rules, rngs)
 
 
+def stack_blocks(blocks: list[Block]) -> Block:
+    """One Block holding every layer's weights stacked on a leading, unsharded axis
+    (model.scan_layers); the same values as the list, layer i at index i."""
+    graphdef, _ = nnx.split(blocks[0])
+
+    def stack(*variables: nnx.Variable) -> nnx.Variable:
+        meta = variables[0].get_metadata()
+        value = jnp.stack([v[...] for v in variables])
+        return type(variables[0])(value, **{**meta, "out_sharding": (None, *meta["out_sharding"])})
+
+    is_variable = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+    return nnx.merge(graphdef, jax.tree.map(stack, *(nnx.state(b) for b in blocks), is_leaf=is_variable))
+
+
+def layer_of(stacked: Block, i: int) -> Block:
+    """Layer i of stacked blocks, as a Block (slices of the stacked weights)."""
+    graphdef, state = nnx.split(stacked)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a[i], state))
+
+
+def stack_layer_dicts(pure: dict, scan: bool) -> dict:
+    """A pure parameter dict (`nnx.to_pure_dict`) in the stacked layout (scan=True) or the
+    per-layer one ({"blocks": {0: ..., 1: ...}}), whichever it is in now."""
+    blocks = pure["blocks"]
+    stacked = not all(isinstance(k, int) for k in blocks)
+    if stacked == scan:
+        return pure
+    if scan:
+        return {**pure, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *(blocks[i] for i in range(len(blocks))))}
+    layers = jax.tree.leaves(blocks)[0].shape[0]
+    return {**pure, "blocks": {i: jax.tree.map(lambda a, i=i: a[i], blocks) for i in range(layers)}}
+
+
 @flax.struct.dataclass
 class FusedWeights:
     """`Transformer.fused_weights()`: each layer's fused attention and MLP weights, and the output
@@ -47,7 +80,8 @@ class Transformer(nnx.Module):
         self.cfg = cfg
         self.rules = rules
         self.embed = init_param(rngs, rules, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg.init_std, pdt)
-        self.blocks = nnx.List([Block(cfg, rules, rngs) for _ in range(cfg.num_layers)])
+        blocks = [Block(cfg, rules, rngs) for _ in range(cfg.num_layers)]
+        self.blocks = stack_blocks(blocks) if cfg.scan_layers else nnx.List(blocks)
         self.final_norm = RMSNorm(cfg.d_model, cfg, rules)
         if cfg.tie_embeddings:
             self.lm_head = None
@@ -122,12 +156,23 @@ class Transformer(nnx.Module):
             x = x + block.mlp(block.mlp_norm(x), mlp_w)
             return rules.constrain(x, ("batch", "length", "act_embed")), cache
 
-        for i, block in enumerate(self.blocks):
-            if remat != "none" and cache is None:
-                recomputed = nnx.remat(lambda b, h, i=i: layer(i, b, h, None)[0], policy=REMAT_POLICIES[remat])
-                x = recomputed(block, x)
-            else:
-                x, cache = layer(i, block, x, cache)
+        if self.cfg.scan_layers and cache is None and prefix is None and fused is None:
+            # One layer's program, run num_layers times (compile time flat in depth).
+            graphdef, stacked = nnx.split(self.blocks)
+
+            def one_layer(h: jax.Array, weights: nnx.State) -> jax.Array:
+                return layer(0, nnx.merge(graphdef, weights), h, None)[0]
+
+            if remat != "none":
+                one_layer = jax.checkpoint(one_layer, policy=REMAT_POLICIES[remat], prevent_cse=False)
+            x, _ = jax.lax.scan(lambda h, w: (one_layer(h, w), None), x, stacked)
+        else:
+            for i, block in enumerate(self.layers()):
+                if remat != "none" and cache is None:
+                    recomputed = nnx.remat(lambda b, h, i=i: layer(i, b, h, None)[0], policy=REMAT_POLICIES[remat])
+                    x = recomputed(block, x)
+                else:
+                    x, cache = layer(i, block, x, cache)
 
         if last_only:
             x = x[:, -1:]
@@ -145,14 +190,21 @@ class Transformer(nnx.Module):
             cache = cache.advance(t)
         return logits, cache
 
+    def layers(self) -> list[Block]:
+        """The blocks in order (with model.scan_layers, slices of the stacked weights)."""
+        if self.cfg.scan_layers:
+            return [layer_of(self.blocks, i) for i in range(self.cfg.num_layers)]
+        return list(self.blocks)
+
     def fused_weights(self) -> FusedWeights:
         """An inference layout that decoding computes once per call (a copy of the weights it
         changes): per layer, q/k/v and gate/up concatenated for one product each, which saves
         three of a layer's seven matmul launches per token, the main cost of a small model's
         step; on the CPU, large weights out-major (`DecodeWeight`); and the output projection
         when it is out-major (None: the stored one)."""
-        attention = tuple(block.attn.fused_weights() for block in self.blocks)
-        mlp = tuple(block.mlp.fused_weights() for block in self.blocks)
+        layers = self.layers()
+        attention = tuple(block.attn.fused_weights() for block in layers)
+        mlp = tuple(block.mlp.fused_weights() for block in layers)
         head = DecodeWeight.of(self.embed[...].T if self.lm_head is None else self.lm_head[...], dtype_of(self.cfg.compute_dtype))
         return FusedWeights(attention, mlp, head if head.out_major else None)
 
@@ -170,6 +222,18 @@ def create_model(cfg: ModelConfig, rules: AxisRules, seed: int = 0) -> Transform
     init = jax.jit(lambda key: nnx.state(Transformer(cfg, rules, nnx.Rngs(params=key))), out_shardings=shardings)
     state = init(jax.random.key(seed))
     return nnx.merge(graphdef, state)
+
+
+def relayout(model: Transformer, cfg: ModelConfig) -> Transformer:
+    """`model`'s weights as the model of `cfg`, which may differ from it in scan_layers only
+    (the per-layer layout checkpoints and Hugging Face files use, or the stacked one)."""
+    if model.cfg.scan_layers == cfg.scan_layers:
+        return model
+    graphdef, abstract = nnx.split(abstract_model(cfg, model.rules))
+    shardings = nnx.to_pure_dict(nnx.get_named_sharding(abstract, model.rules.mesh))
+    pure = jax.jit(lambda p: stack_layer_dicts(p, cfg.scan_layers), out_shardings=shardings)(nnx.to_pure_dict(nnx.state(model)))
+    nnx.replace_by_pure_dict(abstract, pure)
+    return nnx.merge(graphdef, abstract)
 
 
 def count_params(model: nnx.Module) -> int:

@@ -23,6 +23,9 @@ from starjax.schema import TrainConfig
 TARGETS = {"q": 1, "k": 1, "v": 1, "o": 2, "gate": 1, "up": 1, "down": 1}
 
 Adapters = dict[str, dict[str, jax.Array]]  # "blocks/3/attn/q" -> {"a": [in, r], "b": [r, out]}
+# A weight's own rank; more axes in front are model.scan_layers' stacked layers, and its adapter
+# has them too ("blocks/attn/q" -> {"a": [layers, in, r], "b": [layers, r, out]}).
+RANKS = {"q": 3, "k": 3, "v": 3, "o": 3, "gate": 2, "up": 2, "down": 2}
 
 
 def _name(path) -> str:
@@ -43,10 +46,10 @@ def init_adapters(params: nnx.State, cfg: TrainConfig, seed: int) -> Adapters:
         name = _name(path)
         if (kind := _target(name, cfg.lora_targets)) is None:
             continue
-        fan_in = math.prod(w.shape[: TARGETS[kind]])
-        fan_out = math.prod(w.shape[TARGETS[kind] :])
-        a = jax.random.normal(jax.random.fold_in(key, len(adapters)), (fan_in, cfg.lora_rank), jnp.float32) / math.sqrt(fan_in)
-        adapters[name] = {"a": a, "b": jnp.zeros((cfg.lora_rank, fan_out), jnp.float32)}
+        layers, shape = w.shape[: w.ndim - RANKS[kind]], w.shape[w.ndim - RANKS[kind] :]
+        fan_in, fan_out = math.prod(shape[: TARGETS[kind]]), math.prod(shape[TARGETS[kind] :])
+        a = jax.random.normal(jax.random.fold_in(key, len(adapters)), (*layers, fan_in, cfg.lora_rank), jnp.float32)
+        adapters[name] = {"a": a / math.sqrt(fan_in), "b": jnp.zeros((*layers, cfg.lora_rank, fan_out), jnp.float32)}
     return adapters
 
 
