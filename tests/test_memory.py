@@ -111,3 +111,16 @@ def test_info_memory_prints_the_table_for_a_recipe(capsys):
         assert f" {row} " in out
     assert main(["info", "configs/demo.yaml", "model.vocab_size=64", "--devices", "0", "--memory"]) == 2
     assert "--devices takes a positive device count" in capsys.readouterr().err
+
+
+def test_fused_attention_keeps_no_scores_where_it_runs():
+    """dot_product attention is cuDNN flash on a GPU and splash on a TPU (lengths and head dims
+    of 128s): no attention scores among the activations there."""
+
+    def activations(platform: str, *overrides: str) -> int:
+        cfg = load_config(None, [*TINY, "model.attention=dot_product", "train.remat=none", *overrides])
+        return estimate_memory(cfg, make_rules((1, 1, 1)), 1, platform).activations
+
+    scores = activations("cpu", "model.head_dim=128")
+    assert activations("gpu", "model.head_dim=128") == activations("tpu", "model.head_dim=128") < scores
+    assert activations("tpu", "model.head_dim=96") == activations("cpu", "model.head_dim=96")

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from starjax.model import splash
 from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules, Names
 
@@ -259,23 +260,27 @@ class Attention(nnx.Module):
         mask: jax.Array,
         fused: FusedAttention | None = None,
         shared: tuple[jax.Array, jax.Array, jax.Array] | None = None,
+        segments: jax.Array | None = None,
     ) -> jax.Array:
         """q: [B, H, T, D]; k, v: [B, K, S, D]; mask: [B, T, S] (True = may attend). Returns [B, T, E].
 
         `fused`: `fused_weights()` (its o is used). `shared`: (k, v [K, P, D], mask [B, T, P]) of
         a prefix every row attends to besides its own keys: one copy, read once for all rows,
-        under one softmax with them."""
+        under one softmax with them. `segments` [B, T]: given when the mask is causal within
+        them (no cache), which lets dot_product attention run splash on a TPU (splash.py)."""
         b, h, t, d = q.shape
         kv_heads = k.shape[1]
         if self.cfg.attention == "dot_product" and shared is None:
-            # [B, T, heads, D] as jax.nn.dot_product_attention takes it; fewer kv heads = GQA
-            out = jax.nn.dot_product_attention(
-                q.transpose(0, 2, 1, 3),
-                k.transpose(0, 2, 1, 3),
-                v.transpose(0, 2, 1, 3),
-                mask=mask[:, None],
-                scale=1 / math.sqrt(d),
-            )
+            if segments is not None and k.shape[2] == t and splash.usable(t, d):
+                out = splash.splash_attention(q, k, v, segments, self.rules).transpose(0, 2, 1, 3)
+            else:  # [B, T, heads, D] as jax.nn.dot_product_attention takes it; fewer kv heads = GQA
+                out = jax.nn.dot_product_attention(
+                    q.transpose(0, 2, 1, 3),
+                    k.transpose(0, 2, 1, 3),
+                    v.transpose(0, 2, 1, 3),
+                    mask=mask[:, None],
+                    scale=1 / math.sqrt(d),
+                )
             out = self.rules.constrain(out.astype(v.dtype), ("batch", "length", "act_heads", None)).reshape(b * t, h * d)
             out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused.o.apply(out)
             return out.reshape(b, t, -1)

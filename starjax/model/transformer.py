@@ -151,7 +151,8 @@ class Transformer(nnx.Module):
             if cache is not None:
                 cache, k, v = cache.write_layer(i, k, v)
             shared = None if prefix is None else (prefix.k[i][0], prefix.v[i][0], shared_mask)
-            x = x + block.attn.attend(q, k, v, mask, attn_w, shared)
+            segments = segment_ids if cache is None and prefix is None else None
+            x = x + block.attn.attend(q, k, v, mask, attn_w, shared, segments)
             x = rules.constrain(x, ("batch", "length", "act_embed"))
             x = x + block.mlp(block.mlp_norm(x), mlp_w)
             return rules.constrain(x, ("batch", "length", "act_embed")), cache
