@@ -14,7 +14,8 @@ from test_tokenizer import scratchpad_texts
 from starjax.checkpoint import restore_params, save_params
 from starjax.config import load_config
 from starjax.hf.weights import hf_tensors
-from starjax.model.transformer import create_model, relayout
+from starjax.model.summary import describe_model
+from starjax.model.transformer import count_params, create_model, relayout
 from starjax.sampling.engine import Sampler
 from starjax.sentencepiece_tokenizer import train_tokenizer
 from starjax.training.data import Example
@@ -71,6 +72,15 @@ def test_lora_adapters_are_stacked_and_only_they_train():
     before, after = per_layer(scan), per_layer(trained)
     assert any(not np.array_equal(before[k], after[k]) for k in before if "q_proj" in k)
     assert all(np.array_equal(before[k], after[k]) for k in before if "norm" in k or "embed" in k)
+
+
+def test_info_lists_the_stacked_weights_with_their_layer_axis():
+    loop, scan = pair()
+    for model, shape, axes in ((loop, "64x4x16", "embed,heads,head_dim"), (scan, "3x64x4x16", "layers,embed,heads,head_dim")):
+        table = describe_model(model.cfg, model.rules)
+        rows = {line.split()[0]: line.split()[1:3] for line in table.splitlines()[2:]}
+        assert rows["blocks.*.attn.q"] == [shape, axes]
+        assert f"{count_params(model):,} parameters" in table
 
 
 def test_checkpoints_and_hf_tensors_use_the_per_layer_layout(tmp_path):

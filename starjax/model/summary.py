@@ -16,18 +16,23 @@ from starjax.sharding import AxisRules
 
 
 def describe_model(cfg: ModelConfig, rules: AxisRules) -> str:
-    """Parameter table (block 0 stands for every block) with logical axes and mesh sharding."""
+    """Parameter table (block 0 stands for every block; with model.scan_layers, the stacked
+    weights with their leading "layers" axis) with logical axes and mesh sharding."""
     _, state = nnx.split(abstract_model(cfg, rules))
     rows, total = [], 0
     for path, var in nnx.to_flat_state(state):
         total += math.prod(var.shape)
         name = ".".join(map(str, path))
-        if name.startswith("blocks.") and not name.startswith("blocks.0."):
-            continue
-        if name.startswith("blocks.0."):
-            name = f"blocks.*.{name[len('blocks.0.') :]}"
         names = var.get_metadata()["out_sharding"]
         spec = tuple(rules.spec(names))
+        if name.startswith("blocks."):
+            if cfg.scan_layers:  # blocks.attn.q [layers, ...]
+                names, rest = ("layers", *names[1:]), name[len("blocks.") :]
+            elif name.startswith("blocks.0."):
+                rest = name[len("blocks.0.") :]
+            else:
+                continue
+            name = f"blocks.*.{rest}"
         rows.append((name, "x".join(map(str, var.shape)), ",".join(map(str, names)), str(spec)))
     widths = [max(len(r[i]) for r in rows + [("parameter", "shape", "logical axes", "mesh axes")]) for i in range(4)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
