@@ -15,7 +15,7 @@ params/iter_N/       the policy of STaR iteration N (sft: params/ holds the fine
 train/iter_N/        iteration N's fine-tune checkpoints while it runs
 checkpoints/         sft's train-state checkpoints
 
-A gs:// (s3://, az://) run_dir is a local copy that `open` pulls and `sync` pushes (storage.py).
+A gs:// (s3://, az://) run_dir is a local copy that `pull` updates and `sync` pushes (storage.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 from pathlib import Path
+from typing import Callable
 
 from starjax import runtime, storage
 from starjax.config import load_config
@@ -45,13 +47,13 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_tokenizer(cfg: Config):
+def _export_tokenizer(cfg: Config, run_dir: Callable[[], RunDir]):
     """(the run's tokenizer, whose ids go into config.json, or None when it has none; the config
-    with model.vocab_size filled in)."""
+    with model.vocab_size filled in). `run_dir()`: the run directory, pulled once when first asked."""
     from starjax.sources import load_run_tokenizer, with_vocab
 
     if not (cfg.tokenizer.path or cfg.model.from_hf):
-        trained = RunDir.at(cfg.run_dir).pull().tokenizer
+        trained = run_dir().tokenizer
         if not trained.is_file():
             if cfg.model.vocab_size is None:
                 raise ConfigError(f"no tokenizer.path, model.from_hf or {trained}; set tokenizer.path or model.vocab_size")
@@ -69,10 +71,11 @@ def run_export(args: argparse.Namespace, cfg: Config) -> int:
         raise ConfigError(f"--dtype {args.dtype!r} must be one of {list(DTYPES)}")
     max_shard = parse_size(args.max_shard_size)
     out, finish = storage.new_output_dir(args.out)
-    checkpoint = args.checkpoint or RunDir.at(cfg.run_dir).pull().newest_policy()
+    run_dir = functools.cache(lambda: RunDir.at(cfg.run_dir).pull())  # a remote one: one download, if any
+    checkpoint = args.checkpoint or run_dir().newest_policy()
     if checkpoint is None and not cfg.model.from_hf:
         raise ConfigError(f"no --checkpoint and no policy in {cfg.run_dir}; give --checkpoint DIR")
-    tokenizer, cfg = _export_tokenizer(cfg)
+    tokenizer, cfg = _export_tokenizer(cfg, run_dir)
     rules = runtime.start(cfg)
     storage.require_one_process(args.out, "OUT")
     model = load_model(checkpoint, cfg.model, rules, cfg.seed)
