@@ -1,20 +1,21 @@
 """Continuous batching on star_generate.py's workloads: two ways to refill a free slot, the
 fixed engine, and the ceiling any batching could reach.
 
-- continuous, refill between decode runs (starjax's engine): bounded decode runs; between two,
-  the host reads the finished rows back and a jitted refill fills their slots
-  (`starjax/sampling/scheduler.py`);
-- continuous, refill inside the loop: one program for the whole queue; every step of the decode
-  loop first moves finished rows to an output buffer and, while a group of prompts fits,
-  refills under `lax.cond`;
+- continuous, refill between decode runs (host): the engine's first design, kept here to
+  compare: bounded decode runs that stop as soon as a group of prompts fits; between two, the
+  host reads the finished rows back and a jitted refill fills their slots;
+- continuous, refill inside the loop (the engine, `starjax/sampling/continuous.py`): every step
+  of the decode loop first moves finished rows to a harvest buffer and, while a group of
+  prompts fits, refills free slots from the groups the host staged for the call (about four
+  times the slots' rows a call);
 - fixed: the fixed engine (batches run until their longest row ends);
 - ceiling (demo only): the fixed engine with eos off and every row generating exactly the
   workload's mean completion length: no row ever idles, so its useful tokens/s bound what any
   scheduling of the same rows can reach at this batch size.
 
-The two refills use the same refill and decode step (`starjax/sampling/continuous.py`) and must
-give the same tokens; the table gives the median wall time of --repeats runs after one that
-compiles, the variants interleaved.
+The two refills use the same refill and decode step (`continuous.refill`, `decode_step`) and
+must give the same tokens; the table gives the median wall time of --repeats runs after one
+that compiles, the variants interleaved.
 
     .venv/bin/python benchmarks/continuous_batching.py              # demo and fewshot tiny; writes RESULTS.md
 """
@@ -37,6 +38,17 @@ from results import publish  # noqa: E402
 from star_generate import demo_workload, fewshot_workload  # noqa: E402
 
 
+class Counted:
+    """A program that counts its calls: each is a round trip to the host."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.fn(*args)
+
+
 class NoEos:
     """A tokenizer whose eos never occurs: rows run to their limits."""
 
@@ -45,7 +57,9 @@ class NoEos:
         self.decode = tokenizer.decode
 
 
-def in_loop_program(sampler, num_samples: int, top_k: int, fuse_weights: bool):
+def host_refill_programs(sampler, num_samples: int, top_k: int, fuse_weights: bool) -> dict:
+    """The engine's first design: a jitted refill, and decode runs that stop as soon as enough
+    slots are free for the next group, the host harvesting and refilling between them."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -54,63 +68,24 @@ def in_loop_program(sampler, num_samples: int, top_k: int, fuse_weights: bool):
 
     graphdef, pad_id = sampler.graphdef, sampler.tokenizer.pad_id
 
-    def run(params, slots, prefix, prompts, lengths, limits, ids, seed_key, settings, total_rows):
+    def fill(params, slots, prefix, *rest):
+        return continuous.refill(graphdef, params, slots, prefix, *rest, num_samples=num_samples, top_k=top_k, pad_id=pad_id)
+
+    def decode(params, slots, prefix, target_done, settings):
         model = nnx.merge(graphdef, params)
         fused = model.fused_weights() if fuse_weights else None
-        rows, cap = slots.tokens.shape
-        groups, group = lengths.shape
-        need = group * num_samples
-        outputs = (
-            jnp.full((total_rows, cap), pad_id, jnp.int32),
-            jnp.zeros((total_rows, cap), jnp.float32),
-            jnp.zeros((total_rows,), jnp.int32),
-        )
-        carry = (slots, jnp.full((rows,), -1, jnp.int32), jnp.int32(0), outputs)
 
-        def harvest(c):
-            s, owner, q, (tok, lp, ln) = c
-            finished = s.done & (owner >= 0)
-            at = jnp.where(finished, owner, total_rows)  # elsewhere: dropped
-            outputs = (
-                tok.at[at].set(s.tokens, mode="drop"),
-                lp.at[at].set(s.logprobs, mode="drop"),
-                ln.at[at].set(s.lengths, mode="drop"),
-            )
-            return s, jnp.where(finished, -1, owner), q, outputs
+        def cond(s):
+            return ~jnp.all(s.done) & (jnp.sum(s.done) < target_done)
 
-        def fits(c):
-            s, owner, q, _ = c
-            return (q < groups) & (jnp.sum(owner < 0) >= need)
+        step = lambda s: continuous.decode_step(model, fused, s, prefix, settings, top_k, pad_id)  # noqa: E731
+        return jax.lax.while_loop(cond, step, slots)
 
-        def refill(c):
-            s, owner, q, outputs = c
-            free_first = jnp.argsort(owner >= 0, stable=True)[:need]
-            real = jnp.repeat(lengths[q] > 0, num_samples)
-            targets = jnp.where(real, free_first, rows)
-            s = continuous.refill(
-                graphdef, params, s, prefix, prompts[q], lengths[q], limits[q], ids[q], targets, seed_key, settings,
-                num_samples=num_samples, top_k=top_k, pad_id=pad_id,
-            )  # fmt: skip
-            row_ids = (ids[q][:, None] * num_samples + jnp.arange(num_samples)).reshape(-1)
-            return s, owner.at[targets].set(row_ids, mode="drop"), q + 1, outputs
-
-        def body(c):
-            c = jax.lax.while_loop(fits, refill, harvest(c))
-            s, owner, q, outputs = c
-            return continuous.decode_step(model, fused, s, prefix, settings, top_k, pad_id), owner, q, outputs
-
-        def cond(c):
-            _, owner, q, _ = c
-            return (q < groups) | jnp.any(owner >= 0)
-
-        return jax.lax.while_loop(cond, body, carry)[3]
-
-    return jax.jit(run, static_argnums=(9,), donate_argnums=(1,))
+    return {"refill": jax.jit(fill, donate_argnums=(1,)), "decode": jax.jit(decode, donate_argnums=(1,))}
 
 
-def run_in_loop(sampler, programs: dict, program, prompts, limits, overrides: dict, seed: int):
-    """The whole queue in one call: prompts padded to the largest bucket they use, groups as the
-    host scheduler makes them."""
+def run_host_refill(sampler, programs: dict, host: dict, prompts, limits, overrides: dict, seed: int):
+    """The queue as the engine orders it, refilled by the host between bounded decode runs."""
     import jax
 
     from starjax.sampling import scheduler
@@ -121,28 +96,53 @@ def run_in_loop(sampler, programs: dict, program, prompts, limits, overrides: di
     k = cfg.num_samples
     slots, group = sampler.slot_plan(cfg, len(prompts))
     cap = new_token_cap(cfg.max_new_tokens)
+    pad_id = sampler.tokenizer.pad_id
+    limits = np.full((len(prompts), k), cfg.max_new_tokens) if limits is None else np.asarray(limits)
     lp = scheduler.shared_prefix_length(prompts)
     prefix = programs["prefix"](sampler.params, np.asarray(prompts[0][:lp], np.int32)[None]) if lp else None
     rests = [p[lp:] for p in prompts]
-    bs = next(b for b in sorted(cfg.prompt_buckets) if b >= max(len(r) for r in rests))
-    n = len(prompts)
-    groups = -(-n // group)
-    tokens = np.full((groups * group, bs), sampler.tokenizer.pad_id, np.int32)
-    lengths = np.zeros((groups * group,), np.int32)
-    for i, r in enumerate(rests):
-        tokens[i, bs - len(r) :], lengths[i] = r, len(r)
-    lim = np.ones((groups * group, k), np.int32)
-    lim[:n] = np.full((n, k), cfg.max_new_tokens) if limits is None else limits
-    ids = np.minimum(np.arange(groups * group), n - 1).astype(np.int32)
+    buckets = sorted(cfg.prompt_buckets)
+    bucket_of = [next(b for b in buckets if b >= len(r)) for r in rests]
+    order = sorted(range(len(prompts)), key=lambda i: (bucket_of[i], i))
+    queue: list[list[int]] = []
+    for i in order:  # groups of one bucket, as the engine makes them
+        if not queue or len(queue[-1]) == group or bucket_of[queue[-1][0]] != bucket_of[i]:
+            queue.append([])
+        queue[-1].append(i)
     settings = SamplingSettings.create(cfg, sampler.tokenizer.eos_id, sampler.tokenizer.extra_stop_ids)
-    state = programs["init"](slots, bs + cap, cap)
+    state = programs["init"](slots, max(bucket_of) + cap, cap)
     key = jax.random.key_data(jax.random.key(seed))
-    out = program(
-        sampler.params, state, prefix, tokens.reshape(groups, group, bs), lengths.reshape(groups, group),
-        lim.reshape(groups, group, k), ids.reshape(groups, group), key, settings, n * k,
-    )  # fmt: skip
-    tok, _, ln = jax.device_get(out)
-    return [[tok[i * k + j, : ln[i * k + j]].tolist() for j in range(k)] for i in range(n)]
+    owner = np.full((slots,), -1, np.int64)
+    free = list(range(slots))
+    out: list[list] = [[None] * k for _ in prompts]
+    need = group * k
+    while True:
+        while queue and len(free) >= len(queue[0]) * k:
+            members = queue.pop(0)
+            bs = bucket_of[members[0]]
+            tokens = np.full((group, bs), pad_id, np.int32)
+            lengths, ids = np.zeros((group,), np.int32), np.zeros((group,), np.int32)
+            row_limits = np.ones((group, k), np.int32)
+            for r, i in enumerate(members):
+                tokens[r, bs - len(rests[i]) :], lengths[r], ids[r], row_limits[r] = rests[i], len(rests[i]), i, limits[i]
+            targets = np.full((need,), slots, np.int32)
+            taken, free = free[: len(members) * k], free[len(members) * k :]
+            targets[: len(taken)] = taken
+            owner[taken] = [i * k + j for i in members for j in range(k)]
+            state = host["refill"](sampler.params, state, prefix, tokens, lengths, row_limits, ids, targets, key, settings)
+        if len(free) == slots:  # the engine's results, built as the engine builds them
+            stops = {int(t) for t in np.asarray(settings.stop_ids)}
+            done_rows = [[sampler._completion(t, lp, t[-1] in stops) for t, lp in row] for row in out]
+            return [[c.tokens for c in row] for row in done_rows]
+        target = len(queue[0]) * k if queue else slots
+        state = host["decode"](sampler.params, state, prefix, np.int32(target), settings)
+        tok, lps, ln, done = jax.device_get((state.tokens, state.logprobs, state.lengths, state.done))
+        for slot in np.flatnonzero(done & (owner >= 0)):
+            prompt, sample = divmod(int(owner[slot]), k)
+            n = ln[slot]
+            out[prompt][sample] = tok[slot, :n].copy(), lps[slot, :n].copy()
+            owner[slot] = -1
+            free.append(int(slot))
 
 
 def tokens_of(sampler, prompts, limits, overrides: dict, engine: str, seed: int) -> list[list[list[int]]]:
@@ -171,12 +171,17 @@ def main() -> int:
         sampler = Sampler(model, tokenizer, sampler_cfg)
         cfg = sampler.settings(**overrides)
         programs = sampler.continuous_programs(cfg)
-        program = in_loop_program(sampler, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
+        host_programs = host_refill_programs(sampler, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
+        programs["run"] = Counted(programs["run"])  # the engine's own dict: it calls the wrapper
+        host_programs["decode"] = Counted(host_programs["decode"])
+        calls = {0: host_programs["decode"], 1: programs["run"]}
         variants = {
             "continuous, refill between decode runs (host)": partial(
+                run_host_refill, sampler, programs, host_programs, prompts, limits, overrides
+            ),
+            "continuous, refill inside the loop (the engine)": partial(
                 tokens_of, sampler, prompts, limits, overrides, "continuous"
             ),
-            "continuous, refill inside the loop": partial(run_in_loop, sampler, programs, program, prompts, limits, overrides),
             "fixed": partial(tokens_of, sampler, prompts, limits, overrides, "fixed"),
         }
         if workload == "demo":  # every row generates the mean completion length, eos off
@@ -186,7 +191,11 @@ def main() -> int:
             variants[f"ceiling: fixed, every row busy ({mean} tokens)"] = partial(
                 tokens_of, busy, prompts, every_row, overrides, "fixed"
             )
-        outs = {name: fn(0) for name, fn in variants.items()}  # compiles
+        outs, trips = {}, {}
+        for i, (name, fn) in enumerate(variants.items()):  # compiles
+            before = calls[i].calls if i in calls else 0
+            outs[name] = fn(0)
+            trips[name] = calls[i].calls - before if i in calls else None
         times: dict[str, list[float]] = {name: [] for name in variants}
         for seed in range(1, args.repeats + 1):
             for name, fn in variants.items():  # interleaved: all see the same machine state
@@ -205,22 +214,31 @@ def main() -> int:
                     wall_s=round(wall, 3),
                     useful_tokens_per_s=round(useful / wall, 1),
                     same_tokens=same,
+                    round_trips=trips[name],
                 )
             )
             print(rows[-1], file=sys.stderr, flush=True)
     table = [
-        "| workload | variant | wall s (median) | useful tokens/s | same tokens as the other refill |",
-        "|---|---|---|---|---|",
+        "| workload | variant | wall s (median) | useful tokens/s | decode calls (host round trips) | same tokens as the other refill |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         same = "" if r["same_tokens"] is None else r["same_tokens"]
-        table.append(f"| {r['workload']} | {r['variant']} | {r['wall_s']:.2f} | {r['useful_tokens_per_s']:,.0f} | {same} |")
+        trips = "" if r["round_trips"] is None else r["round_trips"]
+        table.append(
+            f"| {r['workload']} | {r['variant']} | {r['wall_s']:.2f} | {r['useful_tokens_per_s']:,.0f} | {trips} | {same} |"
+        )
     from machine import describe_machine, matmul_peak_gflops
 
     body = describe_machine(matmul_peak_gflops()) + "\n\n" + "\n".join(table)
     title = f"Continuous batching: where to refill, and the ceiling (`{' '.join(['python benchmarks/continuous_batching.py'] + sys.argv[1:])}`)"
     publish(
-        "continuous_batching", title, body, rows, ("workload", "variant", "wall_s", "useful_tokens_per_s", "same_tokens"), args
+        "continuous_batching",
+        title,
+        body,
+        rows,
+        ("workload", "variant", "wall_s", "useful_tokens_per_s", "round_trips", "same_tokens"),
+        args,
     )
     return 0
 

@@ -1,12 +1,13 @@
 """Continuous batching: the compiled programs behind `sampler.engine=continuous`.
 
-Generation state lives on the device in `Slots`, one row per slot, between three programs:
+Generation state lives on the device in `Slots`, one row per slot, donated from call to call:
 
 - `prefill_prefix`: the prompts' shared prefix (a few-shot block), once per call;
-- `refill`: prefills a group of prompts after that prefix, repeats each num_samples times into
-  free slots and chooses their first tokens;
-- `decode`: steps every live slot inside one `lax.while_loop` until enough slots have finished
-  for the next refill (all of them once the queue is empty).
+- `run`: one `lax.while_loop` that steps every live slot and, inside the loop, moves finished
+  rows to a harvest buffer and refills their slots (`refill`: a group of prompts prefilled
+  after the prefix, each repeated num_samples times, first tokens chosen) from the groups the
+  host staged for this call. It returns once those are all in the slots, so the host can stage
+  the next ones (and show progress) while rows keep their slots: nothing drains between calls.
 
 The shared prefix is stored once (one cache row) and every row attends to it besides its own
 cache row, which holds the prompt's left-padded rest in [0, Bs) and the generated tokens after
@@ -169,26 +170,92 @@ def decode_step(model, fused, slots: Slots, prefix: KVCache | None, settings: Sa
     )
 
 
-def decode(
+@flax.struct.dataclass
+class Harvest:
+    """Rows finished during one `run`, at their places in the call's buffer: first one place per
+    slot (the rows already in the slots when the call began, by slot), then one per staged row."""
+
+    tokens: jax.Array  # [S + M * G * num_samples, N] int32
+    logprobs: jax.Array  # [.., N] float32
+    lengths: jax.Array  # [..] int32; 0 = nothing finished there in this call
+
+
+def run(
     graphdef: nnx.GraphDef,
     params: nnx.State,
     slots: Slots,
+    busy: jax.Array,
     prefix: KVCache | None,
-    target_done: jax.Array,
+    prompts: jax.Array,
+    prompt_lengths: jax.Array,
+    row_limits: jax.Array,
+    prompt_ids: jax.Array,
+    staged: jax.Array,
+    seed_key: jax.Array,
     settings: SamplingSettings,
+    drain: jax.Array,
     *,
+    num_samples: int,
     top_k: int,
     pad_id: int,
     fuse_weights: bool,
-) -> Slots:
-    """Decodes every live slot until at least `target_done` slots are done, or all are."""
+) -> tuple[Slots, jax.Array, Harvest]:
+    """Decodes every live slot and refills free slots inside the loop: each step first moves the
+    finished rows to the harvest and, while a group of prompts fits, prefills it into free slots.
+
+    prompts [M, G, Bs] are M staged groups of G prompts (`refill`'s arguments, one group per
+    row of M); `staged` of them are real. `busy` [S]: slots holding a row of an earlier call.
+    Returns when every staged group is in the slots (or, with `drain`, when every row has
+    finished), with the slots, which of them hold a row (its place in the harvest), and the
+    harvest."""
     model = nnx.merge(graphdef, params)
     fused = model.fused_weights() if fuse_weights else None
+    rows, cap = slots.tokens.shape
+    group = prompts.shape[1]
+    need = group * num_samples
+    places = rows + prompts.shape[0] * need
+    owner = jnp.where(busy, jnp.arange(rows, dtype=jnp.int32), -1)  # a row's place in the harvest
+    harvest = Harvest(
+        jnp.full((places, cap), pad_id, jnp.int32), jnp.zeros((places, cap), jnp.float32), jnp.zeros((places,), jnp.int32)
+    )
 
-    def cond(s: Slots) -> jax.Array:
-        return ~jnp.all(s.done) & (jnp.sum(s.done) < target_done)
+    def collect(c):
+        s, owner, q, h = c
+        finished = s.done & (owner >= 0)
+        at = jnp.where(finished, owner, places)  # out of range: dropped
+        h = Harvest(
+            h.tokens.at[at].set(s.tokens, mode="drop"),
+            h.logprobs.at[at].set(s.logprobs, mode="drop"),
+            h.lengths.at[at].set(s.lengths, mode="drop"),
+        )
+        return s, jnp.where(finished, -1, owner), q, h
 
-    return jax.lax.while_loop(cond, lambda s: decode_step(model, fused, s, prefix, settings, top_k, pad_id), slots)
+    def fits(c):
+        _, owner, q, _ = c
+        return (q < staged) & (jnp.sum(owner < 0) >= need)
+
+    def fill(c):
+        s, owner, q, h = c
+        free_first = jnp.argsort(owner >= 0, stable=True)[:need]
+        real = jnp.repeat(prompt_lengths[q] > 0, num_samples)
+        targets = jnp.where(real, free_first, rows)  # out of range: written nowhere
+        s = refill(
+            graphdef, params, s, prefix, prompts[q], prompt_lengths[q], row_limits[q], prompt_ids[q], targets, seed_key,
+            settings, num_samples=num_samples, top_k=top_k, pad_id=pad_id,
+        )  # fmt: skip
+        placed = rows + q * need + jnp.arange(need, dtype=jnp.int32)
+        return s, owner.at[targets].set(placed, mode="drop"), q + 1, h
+
+    def body(c):
+        s, owner, q, h = jax.lax.while_loop(fits, fill, collect(c))
+        return decode_step(model, fused, s, prefix, settings, top_k, pad_id), owner, q, h
+
+    def cond(c):
+        _, owner, q, _ = c
+        return (q < staged) | (drain & jnp.any(owner >= 0))
+
+    s, owner, _, h = collect(jax.lax.while_loop(cond, body, (slots, owner, jnp.int32(0), harvest)))
+    return s, owner, h
 
 
 def compile_programs(
@@ -223,20 +290,24 @@ def compile_programs(
         out_shardings=slots_sh,
     )
     prefix = jax.jit(counted(lambda p, t: prefill_prefix(graphdef, p, t)), out_shardings=replicated)
-    fill = jax.jit(
-        counted(lambda p, s, pre, *rest: refill(graphdef, p, s, pre, *rest, num_samples=num_samples, top_k=top_k, pad_id=pad_id)),
-        in_shardings=(param_sh, slots_sh, *[replicated] * 7, settings_sh),
-        out_shardings=slots_sh,
-        donate_argnums=(1,),
-    )
+    rows = rules.sharding(("batch",))
     step = jax.jit(
         counted(
-            lambda p, s, pre, target, st: decode(
-                graphdef, p, s, pre, target, st, top_k=top_k, pad_id=pad_id, fuse_weights=fuse_weights
-            )
+            lambda p, s, busy, pre, *rest: run(
+                graphdef,
+                p,
+                s,
+                busy,
+                pre,
+                *rest,
+                num_samples=num_samples,
+                top_k=top_k,
+                pad_id=pad_id,
+                fuse_weights=fuse_weights,
+            )  # fmt: skip
         ),
-        in_shardings=(param_sh, slots_sh, replicated, replicated, settings_sh),
-        out_shardings=slots_sh,
+        in_shardings=(param_sh, slots_sh, rows, *[replicated] * 7, settings_sh, replicated),
+        out_shardings=(slots_sh, rows, Harvest(replicated, replicated, replicated)),
         donate_argnums=(1,),
     )
-    return {"init": init, "prefix": prefix, "refill": fill, "decode": step}
+    return {"init": init, "prefix": prefix, "run": step}

@@ -1,7 +1,8 @@
 """The host side of continuous batching: a queue of prompts, a pool of slots, harvest and refill.
 
-The device holds the slots (`continuous.Slots`); the host only decides which prompts go into
-which free slots and reads back finished rows between two compiled decode runs.
+The device holds the slots (`continuous.Slots`) and refills them inside its decode loop; the host
+orders the prompts into groups, stages a batch of groups per call and reads back the rows that
+finished during it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     return common if common >= MIN_SHARED_PREFIX else 0
 
 
+# A call stages groups for about this many times the slots' rows: few host round trips, and a
+# progress bar that still moves.
+STAGED_TURNOVERS = 4
+
+
 def run_queue(
     programs: dict[str, Callable],
     params,
@@ -78,43 +84,41 @@ def run_queue(
             queue.append([])
         queue[-1].append(i)
 
+    k = num_samples
+    need = group * k  # rows of one group
+    per_call = max(1, STAGED_TURNOVERS * slots // need)
     state = programs["init"](slots, length, cap)
     seed_key = put(jax.random.key_data(jax.random.key(seed)))
-    owner = np.full((slots,), -1, np.int64)  # row id (prompt * num_samples + sample) in each slot
-    free = list(range(slots))
-    results: list[list[Row | None]] = [[None] * num_samples for _ in prompts]
-    remaining = np.full((len(prompts),), num_samples)
-    need = group * num_samples  # rows of one refill call
-    while True:
-        while queue and len(free) >= len(queue[0]) * num_samples:
-            members = queue.popleft()
-            bs = bucket_of[members[0]]
-            tokens = np.full((group, bs), pad_id, np.int32)
-            lengths = np.zeros((group,), np.int32)
-            ids = np.zeros((group,), np.int32)
-            row_limits = np.ones((group, num_samples), np.int32)
+    slot_row = np.full((slots,), -1, np.int64)  # row id (prompt * num_samples + sample) in each slot
+    results: list[list[Row | None]] = [[None] * k for _ in prompts]
+    remaining = np.full((len(prompts),), k)
+    while queue:
+        # Stage the next groups of one bucket; the last call also runs every row to its end.
+        bs = bucket_of[queue[0][0]]
+        staged: list[list[int]] = []
+        while queue and len(staged) < per_call and bucket_of[queue[0][0]] == bs:
+            staged.append(queue.popleft())
+        tokens = np.full((per_call, group, bs), pad_id, np.int32)
+        lengths = np.zeros((per_call, group), np.int32)
+        ids = np.zeros((per_call, group), np.int32)
+        row_limits = np.ones((per_call, group, k), np.int32)
+        place_row = np.full((slots + per_call * need,), -1, np.int64)  # the harvest's places
+        place_row[:slots] = slot_row
+        for q, members in enumerate(staged):
             for r, i in enumerate(members):
-                tokens[r, bs - len(rests[i]) :] = rests[i]
-                lengths[r], ids[r], row_limits[r] = len(rests[i]), i, limits[i]
-            targets = np.full((need,), slots, np.int32)  # past the last slot: written nowhere
-            taken, free = free[: len(members) * num_samples], free[len(members) * num_samples :]
-            targets[: len(taken)] = taken
-            owner[taken] = [i * num_samples + s for i in members for s in range(num_samples)]
-            state = programs["refill"](
-                params, state, prefix, put(tokens), put(lengths), put(row_limits), put(ids), put(targets), seed_key, settings
-            )
-        if len(free) == slots:
-            break
-        # Run until the next group fits (all rows done once nothing is queued).
-        target = len(queue[0]) * num_samples if queue else slots
-        state = programs["decode"](params, state, prefix, put(np.int32(target)), settings)
-        tokens, logprobs, lengths, done = multihost.to_host((state.tokens, state.logprobs, state.lengths, state.done))
-        for slot in np.flatnonzero(done & (owner >= 0)):
-            prompt, sample = divmod(int(owner[slot]), num_samples)
-            n = int(lengths[slot])
-            results[prompt][sample] = Row(tokens[slot, :n].copy(), logprobs[slot, :n].copy())
-            owner[slot] = -1
-            free.append(int(slot))
+                tokens[q, r, bs - len(rests[i]) :] = rests[i]
+                lengths[q, r], ids[q, r], row_limits[q, r] = len(rests[i]), i, limits[i]
+                at = slots + q * need + r * k
+                place_row[at : at + k] = i * k + np.arange(k)
+        busy = multihost.global_array(slot_row >= 0, rules.sharding(("batch",)))
+        args = (put(tokens), put(lengths), put(row_limits), put(ids), put(np.int32(len(staged))))
+        state, owner, harvest = programs["run"](params, state, busy, prefix, *args, seed_key, settings, put(not queue))
+        owner, tokens, logprobs, ends = multihost.to_host((owner, harvest.tokens, harvest.logprobs, harvest.lengths))
+        slot_row = np.where(owner >= 0, place_row[owner], -1)
+        for place in np.flatnonzero(ends):
+            prompt, sample = divmod(int(place_row[place]), k)
+            n = int(ends[place])
+            results[prompt][sample] = Row(tokens[place, :n].copy(), logprobs[place, :n].copy())
             remaining[prompt] -= 1
             if remaining[prompt] == 0:
                 on_prompt_done(1)
