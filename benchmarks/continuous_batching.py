@@ -103,12 +103,7 @@ def run_host_refill(sampler, programs: dict, host: dict, prompts, limits, overri
     rests = [p[lp:] for p in prompts]
     buckets = sorted(cfg.prompt_buckets)
     bucket_of = [next(b for b in buckets if b >= len(r)) for r in rests]
-    order = sorted(range(len(prompts)), key=lambda i: (bucket_of[i], i))
-    queue: list[list[int]] = []
-    for i in order:  # groups of one bucket, as the engine makes them
-        if not queue or len(queue[-1]) == group or bucket_of[queue[-1][0]] != bucket_of[i]:
-            queue.append([])
-        queue[-1].append(i)
+    queue = scheduler.bucket_groups(bucket_of, group)
     settings = SamplingSettings.create(cfg, sampler.tokenizer.eos_id, sampler.tokenizer.extra_stop_ids)
     state = programs["init"](slots, max(bucket_of) + cap, cap)
     key = jax.random.key_data(jax.random.key(seed))

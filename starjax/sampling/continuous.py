@@ -304,7 +304,7 @@ def compile_programs(
                 top_k=top_k,
                 pad_id=pad_id,
                 fuse_weights=fuse_weights,
-            )  # fmt: skip
+            )
         ),
         in_shardings=(param_sh, slots_sh, rows, *[replicated] * 7, settings_sh, replicated),
         out_shardings=(slots_sh, rows, Harvest(replicated, replicated, replicated)),

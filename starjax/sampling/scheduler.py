@@ -43,6 +43,17 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     return common if common >= MIN_SHARED_PREFIX else 0
 
 
+def bucket_groups(bucket_of: Sequence[int], group: int) -> list[list[int]]:
+    """Prompt indices in groups of at most `group`, each of one prompt bucket, shortest bucket
+    first (as the fixed path orders them)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(bucket_of)), key=lambda i: (bucket_of[i], i)):
+        if not groups or len(groups[-1]) == group or bucket_of[groups[-1][0]] != bucket_of[i]:
+            groups.append([])
+        groups[-1].append(i)
+    return groups
+
+
 # A call stages groups for about this many times the slots' rows: few host round trips, and a
 # progress bar that still moves.
 STAGED_TURNOVERS = 4
@@ -76,13 +87,7 @@ def run_queue(
     bucket_of = [next(b for b in buckets if b >= len(r)) for r in rests]
     length = max(bucket_of) + cap
 
-    # Groups of prompts of one bucket, shortest first (as the fixed path orders them).
-    order = sorted(range(len(prompts)), key=lambda i: (bucket_of[i], i))
-    queue: deque[list[int]] = deque()
-    for i in order:
-        if not queue or len(queue[-1]) == group or bucket_of[queue[-1][0]] != bucket_of[i]:
-            queue.append([])
-        queue[-1].append(i)
+    queue = deque(bucket_groups(bucket_of, group))
 
     k = num_samples
     need = group * k  # rows of one group
