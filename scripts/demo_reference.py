@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from starjax.errors import ConfigError
 from starjax.star.reference import load_reference, with_table
 from starjax.star.report import read_metrics, table
 
@@ -35,9 +36,12 @@ def main() -> int:
 
     seed = OmegaConf.load(args.run_dir / "config.yaml").seed
     history = read_metrics(args.run_dir)
-    old = load_reference(args.out) if args.out.exists() else None
     try:
+        old = load_reference(args.out) if args.out.exists() else None
         ref = with_table(old, history, "README", seed, args.cpu)
+    except ConfigError as e:  # a malformed --out file: one line, the file left as it is
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except ValueError as e:
         print(f"error: {e}; {args.out} holds the README's seed-0 tables", file=sys.stderr)
         return 2
