@@ -4,7 +4,14 @@ model, 32 rows) at several row lengths, and its sampler decoding 128 new tokens 
 a fresh process (the device count is fixed when JAX starts). Not a peer comparison: it says
 where `make demo`'s minutes go and what a config choice saves.
 
+Train steps also get their rate in GFLOP/s (XLA's count of the compiled step), next to a dense
+float32 product of 2048 x 2048 x 2048 on the same machine, and the last lines are the floor
+that rate puts under the demo's train steps (pre-training and all fine-tunes) and, given a
+finished demo run (`--run`), under its decoding: the time they would take if every step ran as
+fast as that product.
+
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 112 104 --devices 1 2
+    .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --run runs/demo
 """
 
 from __future__ import annotations
@@ -20,8 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]:
-    """Seconds per train step, or per sampler call, `repeats` times after compiling (in this process)."""
+MATMUL = 2048
+
+
+def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
+    """{"seconds": per train step, sampler call or product, `repeats` times after compiling (in
+    this process); "flops": per call as XLA counts them (a sampler call: its decode steps);
+    "per_token": a decode step's per row, for a sampler call}."""
+    import jax
     import numpy as np
     from flax import nnx
 
@@ -42,7 +55,16 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
     rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     rng = np.random.default_rng(0)
-    if kind == "train":
+    flops = per_token = None
+    if kind == "matmul":
+        x, w = (jax.device_put(rng.standard_normal((MATMUL, MATMUL), np.float32)) for _ in range(2))
+        product = jax.jit(lambda a, b: a @ b)
+        flops = 2.0 * MATMUL**3
+
+        def run(i: int) -> None:
+            product(x, w).block_until_ready()
+
+    elif kind == "train":
         from starjax.training.data import device_batch
         from starjax.training.step import compile_train_step, init_state
 
@@ -62,6 +84,7 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
             )
             for ids in (rng.integers(0, 64, (b, n)).astype(np.int32) for _ in range(4))
         ]
+        flops = _xla_flops(step.lower(state, batches[0]).compile())
 
         def run(i: int) -> None:
             nonlocal state
@@ -80,6 +103,9 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
         def run(i: int) -> None:
             sampler.generate_ids(prompts, seed=i, **settings)
 
+        per_token = _decode_flops_per_token(model, rules, len(prompts))
+        flops = len(prompts) * settings["max_new_tokens"] * per_token  # the decode steps; the prompt pass aside
+
     for i in range(2):
         run(i)
     out = []
@@ -87,7 +113,74 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> list[float]
         began = time.perf_counter()
         run(i)
         out.append(time.perf_counter() - began)
-    return out
+    return {"seconds": out, "flops": flops, "per_token": per_token}
+
+
+def _decode_flops_per_token(model, rules, rows: int) -> float:
+    """XLA's count for one decode step of `rows` rows against a cache of a 32-token prompt
+    bucket plus 128 new tokens (the demo's), per row."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from starjax.model.kv_cache import KVCache
+
+    graphdef, params = nnx.split(model)
+
+    def one_step(params, cache, tokens):
+        positions = jnp.full_like(tokens, 31)
+        return nnx.merge(graphdef, params)(tokens, positions, jnp.ones_like(tokens), cache)
+
+    cache = KVCache.init(model.cfg, rules, rows, 32 + 128)
+    tokens = jnp.zeros((rows, 1), jnp.int32)
+    return _xla_flops(jax.jit(one_step).lower(params, cache, tokens).compile()) / rows
+
+
+def _generated_tokens(run: Path) -> int:
+    """Tokens a STaR run generated (every sample of every iteration, rationalization included,
+    each with its stop token), re-encoded with the run's tokenizer."""
+    import sentencepiece as spm
+
+    tokenizer = spm.SentencePieceProcessor(model_file=str(run / "tokenizer.model"))
+    total = 0
+    for path in sorted((run / "samples").glob("iter_*.jsonl")):
+        completions = [json.loads(line)["completion"] for line in path.open()]
+        total += sum(len(ids) + 1 for ids in tokenizer.encode(completions))
+    return total
+
+
+def _xla_flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
+
+
+def _floor(matmul_rate: float, flops: dict, seconds: dict, per_token: float | None, run: Path | None) -> str:
+    """The demo's train steps (and with `run`, its decoding) at the dense product's rate: a
+    bound that no speed-up of those programs passes without cutting the work."""
+    from starjax.config import load_config
+    from starjax.star.loop import train_steps
+
+    cfg = load_config(str(ROOT / "configs" / "demo.yaml"), [])
+    pre, fine = cfg.pretrain.seq_len, cfg.train.seq_len
+    if pre not in flops or fine not in flops:
+        return f"(no floor: give --seq-len {pre} {fine} and --devices 1)"
+    steps = sum(train_steps(cfg, i) for i in range(1, cfg.star.iterations + 1))
+    train = cfg.pretrain.steps * flops[pre] + steps * flops[fine]
+    measured = cfg.pretrain.steps * seconds[pre] + steps * seconds[fine]
+    lines = [
+        f"The demo's train steps ({cfg.pretrain.steps:,} of {pre} tokens, {steps:,} of {fine}): "
+        f"{train / 1e12:.1f} TFLOP; {measured:.0f} s at the medians above, at least "
+        f"{train / matmul_rate:.0f} s at the dense product's {matmul_rate / 1e9:.1f} GFLOP/s."
+    ]
+    if run is not None and per_token:
+        tokens = _generated_tokens(run)
+        decode = tokens * per_token
+        lines.append(
+            f"Its decoding in {run} ({tokens:,} generated tokens at {per_token / 1e6:.2f} MFLOP each): "
+            f"{decode / 1e12:.1f} TFLOP, at least {decode / matmul_rate:.0f} s; train steps and decoding "
+            f"together at least {(train + decode) / matmul_rate:.0f} s."
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -95,14 +188,25 @@ def main() -> int:
     parser.add_argument("--seq-len", type=int, nargs="+", default=[128, 104], help="train row lengths")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2], help="CPU device counts")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--run", type=Path, help="a finished demo run directory: add its decoding to the floor")
     parser.add_argument("--one", nargs=3, metavar=("KIND", "SEQ_LEN", "DEVICES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, seq_len, devices = args.one
         print(json.dumps(_measure(kind, int(seq_len), int(devices), args.repeats)))
         return 0
+    if args.run is not None and not ((args.run / "tokenizer.model").is_file() and any(args.run.glob("samples/iter_*.jsonl"))):
+        print(
+            f"error: --run {args.run} has no tokenizer.model and samples/iter_*.jsonl: give a STaR run directory", file=sys.stderr
+        )
+        return 2
     cases = [("train", n, d) for n in args.seq_len for d in args.devices] + [("generate", 128, d) for d in args.devices]
-    print("| what | row length | devices | median ms | min-max ms |\n|---|---|---|---|---|")
+    cases.append(("matmul", 128, 1))  # the row length only builds the (unused) config: any valid one
+    print("| what | row length | devices | median ms | min-max ms | GFLOP/s |\n|---|---|---|---|---|---|")
+    one_device_flops: dict[int, float] = {}
+    one_device_seconds: dict[int, float] = {}
+    matmul_rate = 0.0
+    per_token = None
     for kind, n, d in cases:
         repeats = args.repeats if kind == "train" else max(3, args.repeats // 4)
         out = subprocess.run(
@@ -111,12 +215,27 @@ def main() -> int:
             text=True,
             check=True,
         ).stdout
-        ms = [1e3 * t for t in json.loads(out.strip().splitlines()[-1])]
-        what = "train step, 32 rows" if kind == "train" else "generate: 128 rows x 128 new tokens"
+        got = json.loads(out.strip().splitlines()[-1])
+        ms = [1e3 * t for t in got["seconds"]]
+        median = statistics.median(ms) / 1e3
+        rate = "-" if got["flops"] is None else f"{got['flops'] / median / 1e9:.1f}"
+        if kind == "matmul":
+            matmul_rate = got["flops"] / median
+        elif kind == "train" and d == 1:
+            one_device_flops[n], one_device_seconds[n] = got["flops"], median
+        elif kind == "generate" and d == 1:
+            per_token = got["per_token"]
+        what = {
+            "train": "train step, 32 rows",
+            "generate": "generate: 128 rows x 128 new tokens",
+            "matmul": f"dense float32 product {MATMUL} x {MATMUL} x {MATMUL}",
+        }[kind]
         print(
-            f"| {what} | {n if kind == 'train' else '-'} | {d} | {statistics.median(ms):.1f} | {min(ms):.1f}-{max(ms):.1f} |",
+            f"| {what} | {n if kind == 'train' else '-'} | {d} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {rate} |",
             flush=True,
         )
+    print()
+    print(_floor(matmul_rate, one_device_flops, one_device_seconds, per_token, args.run))
     return 0
 
 
