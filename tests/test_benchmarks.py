@@ -1,5 +1,6 @@
-"""benchmarks/device.py runs on whatever JAX sees: here a CPU, at its reduced size."""
+"""benchmarks/device.py runs on whatever JAX sees (here a CPU, at its reduced size); benchmarks/demo_step.py's floor and its bad input."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,3 +18,48 @@ def test_device_benchmark_runs_reduced_on_a_cpu_and_says_so():
     assert [r["what"] for r in rows] == ["train step", "decode step"]
     assert all(r["size"] == "reduced (CPU size)" and 0 < r["figure"] and r["seconds"] > 0 for r in rows)
     assert [r["unit"] for r in rows] == ["% MFU", "% of memory bandwidth"]
+
+
+def _demo_step():
+    spec = importlib.util.spec_from_file_location("demo_step", ROOT / "benchmarks" / "demo_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_step_floor_follows_the_demo_schedule(tmp_path):
+    """benchmarks/demo_step.py's floor: configs/demo.yaml's 1,200 pre-training steps and 1,286
+    fine-tune steps, plus (with a run) every generated token of its samples."""
+    import sentencepiece as spm
+
+    demo_step = _demo_step()
+    # 1,200 x 20 GFLOP + 1,286 x 16 GFLOP = 44.6 TFLOP; 1,200 x 0.3 s + 1,286 x 0.2 s = 617 s
+    text = demo_step._floor(1e11, {128: 2e10, 104: 1.6e10}, {128: 0.3, 104: 0.2}, None, None)
+    assert "(1,200 of 128 tokens, 1,286 of 104): 44.6 TFLOP; 617 s" in text
+    assert "at least 446 s at the dense product's 100.0 GFLOP/s" in text
+
+    lines = ["1 2 + 3 4 , C: 0", "4 6", "9 9 + 1 , 1 0 0"] * 20
+    (tmp_path / "text.txt").write_text("\n".join(lines))
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "text.txt"), model_prefix=str(tmp_path / "tokenizer"), vocab_size=16, minloglevel=2
+    )
+    (tmp_path / "samples").mkdir()
+    samples = [{"completion": "1 2 + 3 4"}, {"completion": "4 6"}]
+    (tmp_path / "samples" / "iter_1.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (tmp_path / "samples" / "iter_2.jsonl").write_text(json.dumps(samples[1]) + "\n")
+    tokenizer = spm.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
+    expected = sum(len(tokenizer.encode(s)) + 1 for s in ["1 2 + 3 4", "4 6", "4 6"])
+    assert demo_step._generated_tokens(tmp_path) == expected
+    with_run = demo_step._floor(1e11, {128: 2e10, 104: 1.6e10}, {128: 0.3, 104: 0.2}, 1e6, tmp_path)
+    assert f"({expected:,} generated tokens at 1.00 MFLOP each)" in with_run
+
+
+def test_demo_step_rejects_a_run_directory_without_samples(tmp_path):
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "demo_step.py"), "--run", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "give a STaR run directory" in p.stderr
