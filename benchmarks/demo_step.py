@@ -4,8 +4,9 @@ model, 32 rows) at several row lengths, and its sampler decoding 128 new tokens 
 a fresh process (the device count is fixed when JAX starts). Not a peer comparison: it says
 where `make demo`'s minutes go and what a config choice saves.
 
-Train steps also get their rate in GFLOP/s (XLA's count of the compiled step), next to a dense
-float32 product of 2048 x 2048 x 2048 on the same machine, and the last lines are the floor
+Train steps and sampler calls also get their rate in GFLOP/s (XLA's count of the compiled
+step; for a sampler call, of its decode steps), next to a dense float32 product of 2048 x 2048
+x 2048 on the same machine, and the last lines are the floor
 that rate puts under the demo's train steps (pre-training and all fine-tunes) and, given a
 finished demo run (`--run`), under its decoding: the time they would take if every step ran as
 fast as that product.
