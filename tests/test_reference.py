@@ -56,6 +56,13 @@ def test_a_run_matches_the_table_of_its_cpu_type_and_misses_against_the_one_it_f
     assert compare(other_cpu, 0, ref) == "matches README: yes (its table for CPU B)"
     follows_a = [HISTORY[0], {**HISTORY[1], "kept": 4}]
     assert compare(follows_a, 0, ref).endswith("README's table for CPU A)")
+    assert "CPU type with a table" not in compare(follows_a, 0, ref)
+    # a base unlike every table's (a third CPU type) says what bit-identity needs
+    third_cpu = [{**HISTORY[0], "test_accuracy": 0.125}, HISTORY[1]]
+    assert compare(third_cpu, 0, ref) == (
+        "matches README: no (iteration 0: test_accuracy 0.125 here, 0.5 there; no table's base: bit-identical "
+        "runs need a CPU type with a table, docs/star.md#reproducibility; README's table for CPU A)"
+    )
     # rewriting one CPU type's table keeps the others, in their order
     again = with_table(ref, follows_a, "README", 0, "CPU A")
     assert [t["cpu"] for t in again["tables"]] == ["CPU B", "CPU A"] and again["tables"][0] == ref["tables"][1]

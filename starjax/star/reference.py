@@ -80,7 +80,9 @@ def compare(history: list[dict], seed: int, ref: dict) -> str:
         if miss is None:
             return f"matches {label}: yes (its table for {t['cpu']})"
         misses.append((miss[0], t["cpu"], miss[1]))
-    _, cpu, why = max(misses, key=lambda m: m[0])  # max keeps the first of equals
+    agree, cpu, why = max(misses, key=lambda m: m[0])  # max keeps the first of equals
+    if agree == 0:  # the base itself differs: most likely a CPU type no table was measured on
+        why += "; no table's base: bit-identical runs need a CPU type with a table, docs/star.md#reproducibility"
     return f"matches {label}: no ({why}; {label}'s table for {cpu})"
 
 
