@@ -5,11 +5,10 @@ a fresh process (the device count is fixed when JAX starts). Not a peer comparis
 where `make demo`'s minutes go and what a config choice saves.
 
 Train steps and sampler calls also get their rate in GFLOP/s (XLA's count of the compiled
-step; for a sampler call, of its decode steps), next to a dense float32 product of 2048 x 2048
-x 2048 on the same machine, and the last lines are the floor
-that rate puts under the demo's train steps (pre-training and all fine-tunes) and, given a
-finished demo run (`--run`), under its decoding: the time they would take if every step ran as
-fast as that product.
+step; for a sampler call, of its decode steps), next to the machine's float32 matmul peak
+(`benchmarks/machine.py`), and the last lines are the floor that peak puts under the demo's
+train steps (pre-training and all fine-tunes) and, given a finished demo run (`--run`), under
+its decoding: the time they would take if every step ran at the peak.
 
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 112 104 --devices 1 2
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --run runs/demo
@@ -28,14 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-MATMUL = 2048
-
-
 def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
-    """{"seconds": per train step, sampler call or product, `repeats` times after compiling (in
+    """{"seconds": per train step or sampler call, `repeats` times after compiling (in
     this process); "flops": per call as XLA counts them (a sampler call: its decode steps);
     "per_token": a decode step's per row, for a sampler call}."""
-    import jax
     import numpy as np
     from flax import nnx
 
@@ -56,16 +51,8 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
     rules = start(cfg)
     model = create_model(cfg.model, rules, seed=0)
     rng = np.random.default_rng(0)
-    flops = per_token = None
-    if kind == "matmul":
-        x, w = (jax.device_put(rng.standard_normal((MATMUL, MATMUL), np.float32)) for _ in range(2))
-        product = jax.jit(lambda a, b: a @ b)
-        flops = 2.0 * MATMUL**3
-
-        def run(i: int) -> None:
-            product(x, w).block_until_ready()
-
-    elif kind == "train":
+    per_token = None
+    if kind == "train":
         from starjax.training.data import device_batch
         from starjax.training.step import compile_train_step, init_state
 
@@ -140,13 +127,16 @@ def _decode_flops_per_token(model, rules, rows: int) -> float:
 def _generated_tokens(run: Path) -> int:
     """Tokens a STaR run generated (every sample of every iteration, rationalization included,
     each with its stop token), re-encoded with the run's tokenizer."""
-    import sentencepiece as spm
+    from starjax.run_dir import RunDir
+    from starjax.sentencepiece_tokenizer import SentencePieceTokenizer
 
-    tokenizer = spm.SentencePieceProcessor(model_file=str(run / "tokenizer.model"))
-    total = 0
-    for path in sorted((run / "samples").glob("iter_*.jsonl")):
-        completions = [json.loads(line)["completion"] for line in path.open()]
-        total += sum(len(ids) + 1 for ids in tokenizer.encode(completions))
+    run_dir = RunDir.at(run)
+    tokenizer = SentencePieceTokenizer(run_dir.tokenizer.read_bytes())
+    total, iteration = 0, 1
+    while run_dir.samples(iteration).is_file():
+        completions = [json.loads(line)["completion"] for line in run_dir.samples(iteration).open()]
+        total += sum(len(ids) for ids in tokenizer.encode_batch(completions, add_eos=True))
+        iteration += 1
     return total
 
 
@@ -156,7 +146,7 @@ def _xla_flops(compiled) -> float:
 
 
 def _floor(matmul_rate: float, flops: dict, seconds: dict, per_token: float | None, run: Path | None) -> str:
-    """The demo's train steps (and with `run`, its decoding) at the dense product's rate: a
+    """The demo's train steps (and with `run`, its decoding) at the matmul peak: a
     bound that no speed-up of those programs passes without cutting the work."""
     from starjax.config import load_config
     from starjax.star.loop import train_steps
@@ -171,7 +161,7 @@ def _floor(matmul_rate: float, flops: dict, seconds: dict, per_token: float | No
     lines = [
         f"The demo's train steps ({cfg.pretrain.steps:,} of {pre} tokens, {steps:,} of {fine}): "
         f"{train / 1e12:.1f} TFLOP; {measured:.0f} s at the medians above, at least "
-        f"{train / matmul_rate:.0f} s at the dense product's {matmul_rate / 1e9:.1f} GFLOP/s."
+        f"{train / matmul_rate:.0f} s at the float32 matmul peak of {matmul_rate / 1e9:.1f} GFLOP/s."
     ]
     if run is not None and per_token:
         tokens = _generated_tokens(run)
@@ -196,17 +186,20 @@ def main() -> int:
         kind, seq_len, devices = args.one
         print(json.dumps(_measure(kind, int(seq_len), int(devices), args.repeats)))
         return 0
-    if args.run is not None and not ((args.run / "tokenizer.model").is_file() and any(args.run.glob("samples/iter_*.jsonl"))):
-        print(
-            f"error: --run {args.run} has no tokenizer.model and samples/iter_*.jsonl: give a STaR run directory", file=sys.stderr
-        )
-        return 2
+    if args.run is not None:
+        from starjax.run_dir import RunDir
+
+        run_dir = RunDir.at(args.run)
+        if not (run_dir.tokenizer.is_file() and run_dir.samples(1).is_file()):
+            print(
+                f"error: --run {args.run} has no tokenizer.model and samples/iter_1.jsonl: give a STaR run directory",
+                file=sys.stderr,
+            )
+            return 2
     cases = [("train", n, d) for n in args.seq_len for d in args.devices] + [("generate", 128, d) for d in args.devices]
-    cases.append(("matmul", 128, 1))  # the row length only builds the (unused) config: any valid one
     print("| what | row length | devices | median ms | min-max ms | GFLOP/s |\n|---|---|---|---|---|---|")
     one_device_flops: dict[int, float] = {}
     one_device_seconds: dict[int, float] = {}
-    matmul_rate = 0.0
     per_token = None
     for kind, n, d in cases:
         repeats = args.repeats if kind == "train" else max(3, args.repeats // 4)
@@ -219,24 +212,20 @@ def main() -> int:
         got = json.loads(out.strip().splitlines()[-1])
         ms = [1e3 * t for t in got["seconds"]]
         median = statistics.median(ms) / 1e3
-        rate = "-" if got["flops"] is None else f"{got['flops'] / median / 1e9:.1f}"
-        if kind == "matmul":
-            matmul_rate = got["flops"] / median
-        elif kind == "train" and d == 1:
+        if kind == "train" and d == 1:
             one_device_flops[n], one_device_seconds[n] = got["flops"], median
         elif kind == "generate" and d == 1:
             per_token = got["per_token"]
-        what = {
-            "train": "train step, 32 rows",
-            "generate": "generate: 128 rows x 128 new tokens",
-            "matmul": f"dense float32 product {MATMUL} x {MATMUL} x {MATMUL}",
-        }[kind]
+        what = "train step, 32 rows" if kind == "train" else "generate: 128 rows x 128 new tokens"
         print(
-            f"| {what} | {n if kind == 'train' else '-'} | {d} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {rate} |",
+            f"| {what} | {n if kind == 'train' else '-'} | {d} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
             flush=True,
         )
-    print()
-    print(_floor(matmul_rate, one_device_flops, one_device_seconds, per_token, args.run))
+    from machine import matmul_peak_gflops
+
+    peak = 1e9 * matmul_peak_gflops()
+    print(f"\nfloat32 matmul peak (benchmarks/machine.py): {peak / 1e9:.1f} GFLOP/s")
+    print(_floor(peak, one_device_flops, one_device_seconds, per_token, args.run))
     return 0
 
 

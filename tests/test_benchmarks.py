@@ -36,7 +36,7 @@ def test_demo_step_floor_follows_the_demo_schedule(tmp_path):
     # 1,200 x 20 GFLOP + 1,286 x 16 GFLOP = 44.6 TFLOP; 1,200 x 0.3 s + 1,286 x 0.2 s = 617 s
     text = demo_step._floor(1e11, {128: 2e10, 104: 1.6e10}, {128: 0.3, 104: 0.2}, None, None)
     assert "(1,200 of 128 tokens, 1,286 of 104): 44.6 TFLOP; 617 s" in text
-    assert "at least 446 s at the dense product's 100.0 GFLOP/s" in text
+    assert "at least 446 s at the float32 matmul peak of 100.0 GFLOP/s" in text
 
     lines = ["1 2 + 3 4 , C: 0", "4 6", "9 9 + 1 , 1 0 0"] * 20
     (tmp_path / "text.txt").write_text("\n".join(lines))
