@@ -186,6 +186,22 @@ def test_verify_steps_solves_a_question_only_through_sound_steps():
         selectors(Task(exact), ["verify_steps"])
 
 
+def test_restates_question_keeps_only_rationales_that_copy_the_question(tmp_path):
+    """A hinted addition rationale that miscopies the operands and still lands on the hinted
+    answer is not kept (judged from the question alone), so the question stays unsolved."""
+    task = Addition(load_config(None, []).task.addition, str(tmp_path), 0)
+    p = addition_problem("x", 964, 494)
+    gold = task.completion(task.target(p), p.answer)
+    miscopied = gold.replace("9 6 4 + 4 9 4 , C: 0", "9 6 5 + 4 9 4 , C: 0", 1)
+    assert miscopied != gold and task.restates_question(p, gold) and not task.restates_question(p, miscopied)
+    row = [Attempt("x", "4", True, text, p.answer, True) for text in (miscopied, gold)]
+    names = ["correct", "restates_question", *STAR[1:]]
+    assert [r["completion"] for r in keep(task, [p], [row], names)] == [gold]
+    assert select(task, [p], [row[:1]], selectors(task, names), False)[0] == [False]
+    with pytest.raises(ConfigError, match="restates its question"):
+        selectors(Task(exact), ["restates_question"])
+
+
 def test_addition_attempts_carry_step_checks_and_a_prediction(tmp_path):
     """Attempts on a task that checks steps record steps_ok; the RL-STaR prediction still works
     for such a task without a fixed number of states per step."""

@@ -47,6 +47,15 @@ def scratchpad(a: int, b: int) -> str:
     return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
 
 
+def restates_operands(question: str, completion: str) -> bool:
+    """Whether the scratchpad's first line is the operands line of `question` ("a + b"), the line
+    every later step reads its digits from."""
+    a, b = (int(x.replace(" ", "")) for x in question.split("+"))
+    lines = [line.strip() for line in completion.partition("</scratch>")[0].splitlines()]
+    lines = [line for line in lines if line and line != "<scratch>"]
+    return bool(lines) and lines[0] == f"{spaced(a)} + {spaced(b)} , C: 0"
+
+
 def _digits_line(text: str) -> str | None:
     """The first non-empty line of `text` if it is space-separated digits."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -162,6 +171,9 @@ class Addition(InputTargetTask):
         checks = [copied and i < len(got) and got[i] == want[i] for i in range(1, len(want))]
         checks[-1] = checks[-1] and len(got) == len(want)
         return checks
+
+    def restates_question(self, problem: Problem, completion: str) -> bool:
+        return restates_operands(problem.question, completion)
 
     def chain_shape(self, problem: Problem) -> tuple[int, int]:
         # one step per scratch line (n digits + the final carry). A wrong digit is never undone

@@ -114,6 +114,11 @@ class Task:
         """Per intermediate step of the rationale, whether it is right; None where the task cannot tell."""
         return None
 
+    def restates_question(self, problem: Problem, completion: str) -> bool | None:
+        """Whether the rationale begins by restating the question as asked (judged from the question
+        alone: no gold rationale); None where the task cannot tell."""
+        return None
+
     def step_states(self) -> int | None:
         """M when the step checks are transitions of a tabular chain with M states per step, so
         RL-STaR's per-step d_hat can be read from them (zip_chain); None otherwise."""

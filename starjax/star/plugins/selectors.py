@@ -2,6 +2,9 @@
 
 - `correct`: the attempts the first scorer judged correct (never a truncated one).
 - `verify_steps`: and whose every intermediate step checks (tasks with step checks).
+- `restates_question`: whose rationale begins by restating the question as asked (tasks that can
+  tell: addition's operands line); a hinted rationale that miscopies the question and still lands
+  on the hinted answer is not kept.
 - `threshold`: whose `selection.threshold.scorer` score is at least `min_score`.
 - `prefer_frequent`: all attempts, the most often drawn completion first (ties in drawing order);
   before `correct`, the counts include wrong attempts.
@@ -19,7 +22,7 @@ from starjax.errors import ConfigError
 from starjax.registry import SELECTORS
 from starjax.star.protocols import Context
 from starjax.star.state import Attempt
-from starjax.tasks.base import Problem
+from starjax.tasks.base import Problem, Task
 
 
 class _Filter:
@@ -52,6 +55,22 @@ class VerifySteps(_Filter):
 
     def keeps(self, a: Attempt) -> bool:
         return bool(a.steps_ok)
+
+
+@SELECTORS.register("restates_question")
+class RestatesQuestion:
+    bounds_union = False
+
+    def __init__(self, ctx: Context):
+        self.task = ctx.task
+        if type(self.task).restates_question is Task.restates_question:
+            raise ConfigError(
+                f"the restates_question selector needs a task that can tell whether a rationale restates its question "
+                f"(addition); task {self.task.name!r} cannot"
+            )
+
+    def __call__(self, problem: Problem, attempts: list[Attempt]) -> list[Attempt]:
+        return [a for a in attempts if self.task.restates_question(problem, a.completion)]
 
 
 def _check_scorer(cfg, key: str, scorer: str) -> None:
