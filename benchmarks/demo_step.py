@@ -132,11 +132,10 @@ def _generated_tokens(run: Path) -> int:
 
     run_dir = RunDir.at(run)
     tokenizer = SentencePieceTokenizer(run_dir.tokenizer.read_bytes())
-    total, iteration = 0, 1
-    while run_dir.samples(iteration).is_file():
+    total = 0
+    for iteration in run_dir.sampled_iterations():
         completions = [json.loads(line)["completion"] for line in run_dir.samples(iteration).open()]
         total += sum(len(ids) for ids in tokenizer.encode_batch(completions, add_eos=True))
-        iteration += 1
     return total
 
 

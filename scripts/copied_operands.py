@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--digits", nargs="+", help="digit counts to show (default: all)")
     args = parser.parse_args()
     run = RunDir.at(args.run)
-    found = [i for i in range(1, 1000) if run.samples(i).is_file()]
+    found = run.sampled_iterations()
     if not found:
         print(f"error: {args.run} has no samples (an addition run directory holds samples/iter_N.jsonl)", file=sys.stderr)
         return 2

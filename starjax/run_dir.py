@@ -124,6 +124,13 @@ class RunDir:
     def samples(self, iteration: int) -> Path:
         return self.root / "samples" / f"iter_{iteration}.jsonl"
 
+    def sampled_iterations(self) -> list[int]:
+        """1, 2, ... up to the last iteration whose samples are written."""
+        n = 0
+        while self.samples(n + 1).is_file():
+            n += 1
+        return list(range(1, n + 1))
+
     def policy(self, iteration: int) -> Path:
         return self.params / f"iter_{iteration}"
 

@@ -47,13 +47,22 @@ def scratchpad(a: int, b: int) -> str:
     return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
 
 
+def _true_lines(question: str) -> list[str]:
+    """The true scratchpad's lines for `question` ("a + b"): the operands line, n steps, the final line."""
+    a, b = (int(x.replace(" ", "")) for x in question.split("+"))
+    return scratchpad(a, b).splitlines()[1:-1]
+
+
+def _scratch_lines(completion: str) -> list[str]:
+    """A completion's scratch lines, stripped, before </scratch>."""
+    scratch = completion.partition("</scratch>")[0]
+    return [line.strip() for line in scratch.splitlines() if line.strip() not in ("", "<scratch>")]
+
+
 def restates_operands(question: str, completion: str) -> bool:
     """Whether the scratchpad's first line is the operands line of `question` ("a + b"), the line
     every later step reads its digits from."""
-    a, b = (int(x.replace(" ", "")) for x in question.split("+"))
-    lines = [line.strip() for line in completion.partition("</scratch>")[0].splitlines()]
-    lines = [line for line in lines if line and line != "<scratch>"]
-    return bool(lines) and lines[0] == f"{spaced(a)} + {spaced(b)} , C: 0"
+    return _scratch_lines(completion)[:1] == _true_lines(question)[:1]
 
 
 def _digits_line(text: str) -> str | None:
@@ -163,10 +172,7 @@ class Addition(InputTargetTask):
         """Per scratch step (the n digit lines and the final carry line): is it the line the true
         computation writes? Miscopied operands on the first line fail every step; lines past the
         last step fail it."""
-        a, b = (int(x.replace(" ", "")) for x in problem.question.split("+"))
-        want = scratchpad(a, b).splitlines()[1:-1]  # the operands line, n steps, the final line
-        scratch = completion.partition("</scratch>")[0]
-        got = [line.strip() for line in scratch.splitlines() if line.strip() not in ("", "<scratch>")]
+        want, got = _true_lines(problem.question), _scratch_lines(completion)
         copied = got[:1] == want[:1]
         checks = [copied and i < len(got) and got[i] == want[i] for i in range(1, len(want))]
         checks[-1] = checks[-1] and len(got) == len(want)
