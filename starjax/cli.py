@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--iterations", type=int, default=5, help="iterations to predict (default 5)")
     diagnose.add_argument("--states", type=int, default=1000, help="M for tasks without a chain shape (default 1000)")
     diagnose.add_argument("--steps", type=int, default=3, help="T for tasks without a chain shape (default 3)")
+    diagnose.add_argument(
+        "--held-out",
+        action="store_true",
+        help="also sample the test questions and print greedy and sampled accuracy per difficulty on both splits",
+    )
     imp = sub.add_parser("import-hf", help="convert a Hugging Face checkpoint directory to a starjax (Orbax) one")
     imp.add_argument("path", help="Hugging Face directory: config.json + *.safetensors (+ tokenizer files)")
     imp.add_argument("out", help="new directory: params/ (Orbax) + the config and tokenizer files; use as model.from_hf")

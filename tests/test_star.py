@@ -583,6 +583,18 @@ def test_diagnose_prints_the_prediction_for_a_finished_run(finished_run, capsys)
     assert main(["diagnose", *star_args(d, run), "--samples", "0"]) == 2
 
 
+def test_diagnose_held_out_compares_training_and_test_questions_per_difficulty(finished_run, capsys):
+    d, run = finished_run
+    assert main(["diagnose", *star_args(d, run), "--samples", "2", "--held-out"]) == 0
+    out = capsys.readouterr().out.split("training vs held-out questions")[1].splitlines()[2:]
+    rows = [line.split() for line in out if line.split()[:1] in (["train"], ["test"])]
+    counts = {split: sum(int(r[2]) for r in rows if r[0] == split) for split in ("train", "test")}
+    assert counts == {"train": 48, "test": 16}  # every usable question of each split, grouped by difficulty
+    assert {r[1] for r in rows} == {"easy", "hard"}
+    for _, _, _, greedy, sampled, passed in rows:
+        assert 0 <= float(sampled) <= float(passed) <= 1 and 0 <= float(greedy) <= 1
+
+
 def test_warm_start_trains_on_gold_targets_first_and_a_restart_reuses_it(tmp_path):
     from starjax import runtime
     from starjax.checkpoint import save_params

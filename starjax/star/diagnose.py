@@ -10,6 +10,7 @@ from --states/--steps. That assumes equally hard steps and uniformly random erro
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 
 from starjax import runtime, theory
 from starjax.errors import ConfigError
@@ -17,6 +18,7 @@ from starjax.log import log
 from starjax.sampling.engine import Sampler
 from starjax.schema import Config
 from starjax.sources import load_model
+from starjax.star.evaluate import difficulty_key
 from starjax.star.kept import attempts
 from starjax.star.plugins.scorers import RuleScorer
 from starjax.star.predict import effective_groups, from_step_checks
@@ -53,7 +55,31 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
         groups = _effective_groups(task, problems, tries, args)
     for name, (m, deltas, count) in groups.items():
         _report(name, m, deltas, count, args.iterations)
+    if args.held_out:
+        _held_out(task, rollout, sampler, problems, tries, setup.test[: args.questions or None], cfg.seed, args)
     return 0
+
+
+def _held_out(task, rollout, sampler, train: list, train_tries: list, test: list, seed: int, args) -> None:
+    """Greedy and sampled accuracy per difficulty on the training questions and the held-out ones:
+    a policy that does its training questions better than held-out ones of the same difficulty has
+    learned those questions, not the skill (fine-tunes that see the same kept set again and again)."""
+    gold = {"answer": RuleScorer(task)}
+
+    def judged(problems: list, temperature: float, n: int) -> list:
+        prompts = [task.prompt(p) for p in problems]
+        return attempts(task, problems, prompts, rollout.complete(sampler, prompts, seed, temperature, n), False, gold)
+
+    print(f"\ntraining vs held-out questions ({args.samples} samples each at temperature {args.temperature}, and greedy)")
+    print(f"{'split':<6} {'difficulty':>10} {'questions':>9} {'greedy':>7} {'sampled':>8} {'pass@' + str(args.samples):>8}")
+    for split, problems, tries in (("train", train, train_tries), ("test", test, judged(test, args.temperature, args.samples))):
+        rows: dict[str, list] = defaultdict(list)
+        for p, g, row in zip(problems, judged(problems, 0.0, 1), tries):
+            rows[p.difficulty].append((g[0].correct, sum(a.correct for a in row) / len(row), any(a.correct for a in row)))
+        for label in sorted(rows, key=difficulty_key):
+            r = rows[label]
+            greedy, sampled, passed = (sum(x[i] for x in r) / len(r) for i in range(3))
+            print(f"{split:<6} {label:>10} {len(r):>9} {greedy:>7.3f} {sampled:>8.3f} {passed:>8.3f}")
 
 
 def _effective_groups(task, problems, tries, args) -> dict:
