@@ -10,7 +10,7 @@ from --states/--steps. That assumes equally hard steps and uniformly random erro
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+from collections import Counter
 
 from starjax import runtime, theory
 from starjax.errors import ConfigError
@@ -18,7 +18,7 @@ from starjax.log import log
 from starjax.sampling.engine import Sampler
 from starjax.schema import Config
 from starjax.sources import load_model
-from starjax.star.evaluate import difficulty_key
+from starjax.star.evaluate import by_difficulty
 from starjax.star.kept import attempts
 from starjax.star.plugins.scorers import RuleScorer
 from starjax.star.predict import effective_groups, from_step_checks
@@ -73,13 +73,12 @@ def _held_out(task, rollout, sampler, train: list, train_tries: list, test: list
     print(f"\ntraining vs held-out questions ({args.samples} samples each at temperature {args.temperature}, and greedy)")
     print(f"{'split':<6} {'difficulty':>10} {'questions':>9} {'greedy':>7} {'sampled':>8} {'pass@' + str(args.samples):>8}")
     for split, problems, tries in (("train", train, train_tries), ("test", test, judged(test, args.temperature, args.samples))):
-        rows: dict[str, list] = defaultdict(list)
-        for p, g, row in zip(problems, judged(problems, 0.0, 1), tries):
-            rows[p.difficulty].append((g[0].correct, sum(a.correct for a in row) / len(row), any(a.correct for a in row)))
-        for label in sorted(rows, key=difficulty_key):
-            r = rows[label]
-            greedy, sampled, passed = (sum(x[i] for x in r) / len(r) for i in range(3))
-            print(f"{split:<6} {label:>10} {len(r):>9} {greedy:>7.3f} {sampled:>8.3f} {passed:>8.3f}")
+        greedy = by_difficulty(problems, [g[0].correct for g in judged(problems, 0.0, 1)])
+        sampled = by_difficulty(problems, [sum(a.correct for a in row) / len(row) for row in tries])
+        passed = by_difficulty(problems, [any(a.correct for a in row) for row in tries])
+        counts = Counter(p.difficulty for p in problems)
+        for label in greedy:
+            print(f"{split:<6} {label:>10} {counts[label]:>9} {greedy[label]:>7.3f} {sampled[label]:>8.3f} {passed[label]:>8.3f}")
 
 
 def _effective_groups(task, problems, tries, args) -> dict:
