@@ -10,6 +10,7 @@ from --states/--steps. That assumes equally hard steps and uniformly random erro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections import Counter
 
 from starjax import runtime, theory
@@ -18,7 +19,7 @@ from starjax.log import log
 from starjax.sampling.engine import Sampler
 from starjax.schema import Config
 from starjax.sources import load_model
-from starjax.star.evaluate import by_difficulty
+from starjax.star.evaluate import by_difficulty, evaluate
 from starjax.star.kept import attempts
 from starjax.star.plugins.scorers import RuleScorer
 from starjax.star.predict import effective_groups, from_step_checks
@@ -56,24 +57,22 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     for name, (m, deltas, count) in groups.items():
         _report(name, m, deltas, count, args.iterations)
     if args.held_out:
-        _held_out(task, rollout, sampler, problems, tries, setup.test[: args.questions or None], cfg.seed, args)
+        _held_out(task, rollout, sampler, problems, tries, setup.test[: args.questions or None], cfg, args)
     return 0
 
 
-def _held_out(task, rollout, sampler, train: list, train_tries: list, test: list, seed: int, args) -> None:
+def _held_out(task, rollout, sampler, train: list, train_tries: list, test: list, cfg: Config, args) -> None:
     """Greedy and sampled accuracy per difficulty on the training questions and the held-out ones:
     a policy that does its training questions better than held-out ones of the same difficulty has
     learned those questions, not the skill (fine-tunes that see the same kept set again and again)."""
-    gold = {"answer": RuleScorer(task)}
-
-    def judged(problems: list, temperature: float, n: int) -> list:
-        prompts = [task.prompt(p) for p in problems]
-        return attempts(task, problems, prompts, rollout.complete(sampler, prompts, seed, temperature, n), False, gold)
-
+    greedy_only = dataclasses.replace(cfg.star, eval_samples=1)
+    prompts = [task.prompt(p) for p in test]
+    texts = rollout.complete(sampler, prompts, cfg.seed, args.temperature, args.samples)
+    test_tries = attempts(task, test, prompts, texts, False, {"answer": RuleScorer(task)})
     print(f"\ntraining vs held-out questions ({args.samples} samples each at temperature {args.temperature}, and greedy)")
     print(f"{'split':<6} {'difficulty':>10} {'questions':>9} {'greedy':>7} {'sampled':>8} {'pass@' + str(args.samples):>8}")
-    for split, problems, tries in (("train", train, train_tries), ("test", test, judged(test, args.temperature, args.samples))):
-        greedy = by_difficulty(problems, [g[0].correct for g in judged(problems, 0.0, 1)])
+    for split, problems, tries in (("train", train, train_tries), ("test", test, test_tries)):
+        greedy = evaluate(task, rollout, sampler, problems, greedy_only, cfg.seed)["test_accuracy_by_difficulty"]
         sampled = by_difficulty(problems, [sum(a.correct for a in row) / len(row) for row in tries])
         passed = by_difficulty(problems, [any(a.correct for a in row) for row in tries])
         counts = Counter(p.difficulty for p in problems)
