@@ -18,6 +18,30 @@ from starjax.config import load_config  # noqa: E402
 from starjax.runtime import build_mesh  # noqa: E402
 from starjax.sharding import AxisRules  # noqa: E402
 
+# configs/demo.yaml shrunk to a STaR run of seconds (base pre-training and two iterations).
+SMALL_DEMO = [
+    "model.num_layers=2",
+    "model.d_model=64",
+    "model.num_heads=4",
+    "model.num_kv_heads=2",
+    "model.mlp_dim=128",
+    "task.addition.min_digits=1",
+    "task.addition.max_digits=3",
+    "task.addition.train_size=48",
+    "task.addition.test_size=16",
+    "task.addition.seed_size=400",
+    "pretrain.steps=40",
+    "train.batch_size=8",
+    "train.checkpoint_every=4",
+    "sampler.batch_size=32",
+    "sampler.max_new_tokens=64",
+    "sampler.prompt_buckets=[32]",
+    "sampler.progress=false",
+    "star.iterations=2",
+    "star.first_steps=6",
+    "star.num_samples=4",
+]
+
 # Small enough to compile in a second or two, with every feature shape still exercised
 # (GQA with 2 groups, 2 layers, tensor-shardable heads and vocab).
 SMALL_MODEL = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import make_rules
+from conftest import SMALL_DEMO, make_rules
 from flax import nnx
 
 from starjax.checkpoint import restore_params
@@ -20,28 +20,6 @@ from starjax.star.reference import comparable
 from starjax.star.report import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_DEMO = [
-    "model.num_layers=2",
-    "model.d_model=64",
-    "model.num_heads=4",
-    "model.num_kv_heads=2",
-    "model.mlp_dim=128",
-    "task.addition.min_digits=1",
-    "task.addition.max_digits=3",
-    "task.addition.train_size=48",
-    "task.addition.test_size=16",
-    "task.addition.seed_size=400",
-    "pretrain.steps=40",
-    "train.batch_size=8",
-    "train.checkpoint_every=4",
-    "sampler.batch_size=32",
-    "sampler.max_new_tokens=64",
-    "sampler.prompt_buckets=[32]",
-    "sampler.progress=false",
-    "star.iterations=2",
-    "star.first_steps=6",
-    "star.num_samples=4",
-]
 
 
 def star_run(tmp: Path, name: str, env: dict[str, str], overrides: list[str]) -> Path:

@@ -25,7 +25,7 @@ from starjax.star.protocols import Rollout
 from starjax.tasks.base import Splits, Task
 from starjax.tokenizer import Tokenizer
 from starjax.training.data import tokenize_records
-from starjax.training.fit import NonFiniteLoss, fit, with_steps
+from starjax.training.fit import NonFiniteLoss, StepHook, fit, with_steps
 
 
 def base_model(
@@ -52,7 +52,7 @@ def base_model(
 
     def stage(records: list[dict], steps: int, learning_rate: float, name: str, desc: str) -> Transformer:
         ckpts = run_dir.pretrain_checkpoints(name)
-        return _pretrain(cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log, sync)
+        return pretrain(cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log, sync)
 
     if p.warm_steps:
         if run_dir.warm.is_dir():
@@ -74,19 +74,21 @@ def base_model(
     return model
 
 
-def _pretrain(
+def pretrain(
     cfg: Config,
     model: Transformer,
     records: list[dict],
     tokenizer: Tokenizer,
     steps: int,
     learning_rate: float,
-    ckpt_dir: Path,
+    ckpt_dir: Path | None,
     desc: str,
     log: Callable[[str], None],
     on_save: Callable[[], None] | None,
+    on_step: StepHook | None = None,
 ) -> Transformer:
-    """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`."""
+    """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`; `on_step`
+    watches the weights as they train (scripts/pretrain_trace.py)."""
     p = cfg.pretrain
     seq_len = p.seq_len or cfg.train.seq_len
     examples, skipped = tokenize_records(records, tokenizer, seq_len)
@@ -108,6 +110,6 @@ def _pretrain(
         steps,
     )
     try:
-        return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc, on_save=on_save).model
+        return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc, on_save=on_save, on_step=on_step).model
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
