@@ -38,6 +38,8 @@ def trace(config: str, overrides: list[str], every: int, start: int, decays: lis
         cfg = load_config(config, [*overrides, f"run_dir={scratch}", f"train.eval_every={every}"])
         if cfg.pretrain.steps < 1 or cfg.pretrain.warm_steps:
             raise ConfigError("the config must pre-train (pretrain.steps > 0) without a warm start (pretrain.warm_steps=0)")
+        if start > cfg.pretrain.steps:
+            raise ConfigError(f"--start {start} is past the last pre-training step ({cfg.pretrain.steps})")
         setup = prepare(cfg, allow_config_change=True)
         rules = runtime.start(cfg)
         setup.load(log)

@@ -40,6 +40,7 @@ def test_bad_arguments_and_a_config_without_pre_training_are_one_line_errors(tmp
         (["--ema", "1.5"], "every --ema decay in (0, 1)"),
         (["--every", "0"], "--every must be >= 1"),
         (["pretrain.steps=0"], "the config must pre-train"),
+        (["--start", "41"], "--start 41 is past the last pre-training step (40)"),
     ):
         p = _run(tmp_path, *args)
         assert p.returncode == 2 and p.stderr.startswith("error: ") and message in p.stderr, p.stderr
