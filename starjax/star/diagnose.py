@@ -42,9 +42,7 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     model = load_model(checkpoint, cfg.model, rules, cfg.seed)
     sampler = Sampler(model, setup.tokenizer, cfg.sampler)
     log(f"sampling {args.samples} per question for {len(problems)} questions at temperature {args.temperature} from {checkpoint}")
-    prompts = [task.prompt(p) for p in problems]
-    texts = rollout.complete(sampler, prompts, cfg.seed, args.temperature, args.samples)
-    tries = attempts(task, problems, prompts, texts, False, {"answer": RuleScorer(task)})
+    tries = _sampled(task, rollout, sampler, problems, cfg.seed, args)
     accuracy = sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries)
     print(f"sampled accuracy: {accuracy:.4f} ({args.samples} x {len(problems)} samples)")
     states = task.step_states()
@@ -61,14 +59,19 @@ def run_diagnose(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampled(task, rollout, sampler, problems: list, seed: int, args) -> list:
+    """--samples completions per question at --temperature, judged by the task's own verifier."""
+    prompts = [task.prompt(p) for p in problems]
+    texts = rollout.complete(sampler, prompts, seed, args.temperature, args.samples)
+    return attempts(task, problems, prompts, texts, False, {"answer": RuleScorer(task)})
+
+
 def _held_out(task, rollout, sampler, train: list, train_tries: list, test: list, cfg: Config, args) -> None:
     """Greedy and sampled accuracy per difficulty on the training questions and the held-out ones:
     a policy that does its training questions better than held-out ones of the same difficulty has
     learned those questions, not the skill (fine-tunes that see the same kept set again and again)."""
     greedy_only = dataclasses.replace(cfg.star, eval_samples=1)
-    prompts = [task.prompt(p) for p in test]
-    texts = rollout.complete(sampler, prompts, cfg.seed, args.temperature, args.samples)
-    test_tries = attempts(task, test, prompts, texts, False, {"answer": RuleScorer(task)})
+    test_tries = _sampled(task, rollout, sampler, test, cfg.seed, args)
     print(f"\ntraining vs held-out questions ({args.samples} samples each at temperature {args.temperature}, and greedy)")
     print(f"{'split':<6} {'difficulty':>10} {'questions':>9} {'greedy':>7} {'sampled':>8} {'pass@' + str(args.samples):>8}")
     for split, problems, tries in (("train", train, train_tries), ("test", test, test_tries)):
