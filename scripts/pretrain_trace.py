@@ -69,21 +69,9 @@ def trace(config: str, overrides: list[str], every: int, start: int, decays: lis
                 rows.append(row)
                 log(f"step {done}: " + ", ".join(f"{k} {v['all']:.3f}" for k, v in row.items() if isinstance(v, dict)))
 
-        records = task.seed_records(setup.splits)
+        records = rollout.training_records(task.seed_records(setup.splits))
         p = cfg.pretrain
-        pretrain(
-            cfg,
-            model,
-            rollout.training_records(records),
-            setup.tokenizer,
-            p.steps,
-            p.learning_rate,
-            None,
-            "pre-train",
-            log,
-            None,
-            on_step,
-        )
+        pretrain(cfg, model, records, setup.tokenizer, p.steps, p.learning_rate, None, "pre-train", log, None, on_step=on_step)
         return rows
 
 
