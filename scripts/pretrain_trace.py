@@ -34,8 +34,7 @@ from starjax.star.setup import build_plugins, prepare
 
 def trace(config: str, overrides: list[str], every: int, start: int, decays: list[float]) -> list[dict]:
     with tempfile.TemporaryDirectory() as scratch:
-        # eval_every makes fit hand the hook each evaluated step's own weights, not the next one's
-        cfg = load_config(config, [*overrides, f"run_dir={scratch}", f"train.eval_every={every}"])
+        cfg = load_config(config, [*overrides, f"run_dir={scratch}"])
         if cfg.pretrain.steps < 1 or cfg.pretrain.warm_steps:
             raise ConfigError("the config must pre-train (pretrain.steps > 0) without a warm start (pretrain.warm_steps=0)")
         if start > cfg.pretrain.steps:
@@ -71,7 +70,20 @@ def trace(config: str, overrides: list[str], every: int, start: int, decays: lis
 
         records = rollout.training_records(task.seed_records(setup.splits))
         p = cfg.pretrain
-        pretrain(cfg, model, records, setup.tokenizer, p.steps, p.learning_rate, None, "pre-train", log, None, on_step=on_step)
+        pretrain(
+            cfg,
+            model,
+            records,
+            setup.tokenizer,
+            p.steps,
+            p.learning_rate,
+            None,
+            "pre-train",
+            log,
+            None,
+            on_step=on_step,
+            every=every,
+        )
         return rows
 
 

@@ -257,6 +257,15 @@ class PretrainConfig:
     warm_steps: int = 0
     # null: pretrain.learning_rate.
     warm_learning_rate: Optional[float] = None
+    # Stop pre-training early, at the first multiple of stop_every steps where greedy accuracy on
+    # the first stop_questions training questions of difficulty stop_difficulty reaches
+    # stop_accuracy (null: all `steps`, which set the cosine schedule's length either way). A
+    # small model learns each difficulty abruptly at a seed-dependent step, so a skill, not a
+    # step count, gives every seed the same kind of base (docs/star.md).
+    stop_difficulty: Optional[str] = None
+    stop_accuracy: float = 0.5
+    stop_every: int = 100
+    stop_questions: int = 100
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,5 @@ def validate_star(cfg: Config) -> None:
         )
     if p.warm_learning_rate is not None and p.warm_learning_rate <= 0:
         raise ConfigError(f"pretrain.warm_learning_rate={p.warm_learning_rate} must be > 0 (or null: pretrain.learning_rate)")
+    if p.stop_difficulty is not None and not (0 < p.stop_accuracy <= 1 and p.stop_every >= 1 and p.stop_questions >= 1):
+        raise ConfigError("pretrain.stop_accuracy must be in (0, 1] and pretrain.stop_every and stop_questions >= 1")

@@ -235,6 +235,33 @@ def test_fit_reads_a_steps_metrics_only_after_dispatching_the_next(monkeypatch):
     assert "".join("S" if e == "step" else "r" for e in events) == "SSrSrSrSrSrr"
 
 
+def test_a_hook_that_stops_training_returns_that_steps_weights_and_a_resume_stops_there_too(tmp_path):
+    """on_step returning true at an eval_every step ends fit with that step's weights, as an
+    uninterrupted run of the same schedule had them; no checkpoint is written at that step, so a
+    phase killed after stopping resumes from an earlier one and stops at the same step."""
+    cfg, rules, graphdef, _ = setup(overrides=["train.checkpoint_every=3", "train.eval_every=3"])
+    train_cfg = dataclasses.replace(with_steps(cfg.train, 10), schedule="cosine")
+    seen = {}
+
+    def watch(done, metrics, params):
+        seen[done] = jax.device_get(params())
+
+    full = fit(create_model(cfg.model, rules, seed=0), toy_examples(), train_cfg, 0, on_step=watch, progress=False)
+    assert full.steps == 10
+
+    def stop_at_6(done, metrics, params):
+        return done == 6
+
+    ckpts = tmp_path / "ckpts"
+    for _ in range(2):  # the second call resumes from step 3's checkpoint
+        stopped = fit(
+            create_model(cfg.model, rules, seed=0), toy_examples(), train_cfg, 0, ckpts, on_step=stop_at_6, progress=False
+        )
+        assert stopped.steps == 6 and sorted(int(d.name) for d in ckpts.iterdir() if d.name.isdigit()) == [3]
+        for a, b in zip(jax.tree.leaves(nnx.state(stopped.model)), jax.tree.leaves(seen[6])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_lora_trains_only_adapters_and_merges_them(tmp_path):
     """train.lora_rank: the state holds rank-r adapters of the targeted weights only, the model
     fit returns is the base plus their low-rank update, every other weight untouched; a

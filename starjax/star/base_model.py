@@ -13,16 +13,20 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from flax import nnx
+
 from starjax import multihost
 from starjax.checkpoint import save_params
 from starjax.errors import ConfigError
 from starjax.model.transformer import Transformer
 from starjax.run_dir import RunDir
+from starjax.sampling.engine import Sampler
 from starjax.schema import Config
 from starjax.sharding import AxisRules
 from starjax.sources import load_model
+from starjax.star.evaluate import difficulty_key, evaluate
 from starjax.star.protocols import Rollout
-from starjax.tasks.base import Splits, Task
+from starjax.tasks.base import Problem, Splits, Task
 from starjax.tokenizer import Tokenizer
 from starjax.training.data import tokenize_records
 from starjax.training.fit import NonFiniteLoss, StepHook, fit, with_steps
@@ -50,9 +54,11 @@ def base_model(
     lead = multihost.is_lead()
     sync = run_dir.sync if lead else None
 
-    def stage(records: list[dict], steps: int, learning_rate: float, name: str, desc: str) -> Transformer:
+    def stage(records: list[dict], steps: int, learning_rate: float, name: str, desc: str, **hook) -> Transformer:
         ckpts = run_dir.pretrain_checkpoints(name)
-        return pretrain(cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log, sync)
+        return pretrain(
+            cfg, model, rollout.training_records(records), tokenizer, steps, learning_rate, ckpts, desc, log, sync, **hook
+        )
 
     if p.warm_steps:
         if run_dir.warm.is_dir():
@@ -65,7 +71,10 @@ def base_model(
             if lead:
                 shutil.rmtree(run_dir.pretrain_checkpoints("pretrain_warm"), ignore_errors=True)
                 run_dir.sync()
-    model = stage(task.seed_records(splits), p.steps, p.learning_rate, "pretrain", "pre-train")
+    hook = {}
+    if p.stop_difficulty is not None:
+        hook = {"on_step": skill_stop(cfg, task, rollout, model, splits.train, tokenizer, log), "every": p.stop_every}
+    model = stage(task.seed_records(splits), p.steps, p.learning_rate, "pretrain", "pre-train", **hook)
     save_params(run_dir.base, model, overwrite=True)
     if lead:
         shutil.rmtree(run_dir.pretrain_checkpoints("pretrain"), ignore_errors=True)
@@ -86,9 +95,11 @@ def pretrain(
     log: Callable[[str], None],
     on_save: Callable[[], None] | None,
     on_step: StepHook | None = None,
+    every: int = 0,
 ) -> Transformer:
     """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`; `on_step`
-    watches the weights as they train (scripts/pretrain_trace.py)."""
+    watches the weights as they train, each `every` steps those of that step exactly, and may
+    stop training there (skill_stop; scripts/pretrain_trace.py)."""
     p = cfg.pretrain
     seq_len = p.seq_len or cfg.train.seq_len
     examples, skipped = tokenize_records(records, tokenizer, seq_len)
@@ -106,6 +117,7 @@ def pretrain(
             batch_size=p.batch_size or cfg.train.batch_size,
             seq_len=seq_len,
             warmup_steps=p.warmup_steps,
+            eval_every=every,
         ),
         steps,
     )
@@ -113,3 +125,44 @@ def pretrain(
         return fit(model, examples, tcfg, cfg.seed, ckpt_dir=ckpt_dir, desc=desc, on_save=on_save, on_step=on_step).model
     except NonFiniteLoss as e:
         raise ConfigError(str(e)) from None
+
+
+def skill_stop(
+    cfg: Config,
+    task: Task,
+    rollout: Rollout,
+    model: Transformer,
+    train: list[Problem],
+    tokenizer: Tokenizer,
+    log: Callable[[str], None],
+) -> StepHook:
+    """A hook for pretrain(..., every=pretrain.stop_every) that stops `model`'s pre-training once
+    greedy accuracy on the first pretrain.stop_questions training questions of difficulty
+    pretrain.stop_difficulty reaches pretrain.stop_accuracy. Training questions, not test ones:
+    no choice the run makes looks at the test split."""
+    p = cfg.pretrain
+    questions = [q for q in train if q.difficulty == p.stop_difficulty][: p.stop_questions]
+    if not questions:
+        have = sorted({q.difficulty for q in train}, key=difficulty_key)
+        raise ConfigError(f"pretrain.stop_difficulty={p.stop_difficulty!r}: no training question has it (they have {have})")
+    greedy = dataclasses.replace(cfg.star, eval_samples=1)
+    graphdef, _ = nnx.split(model)
+    samplers: list[Sampler] = []  # one, built at the first check and updated after: it compiles once
+
+    def on_step(done: int, metrics: dict, params: Callable[[], nnx.State]) -> bool:
+        if done % p.stop_every or done == cfg.pretrain.steps:
+            return False
+        weights = nnx.merge(graphdef, params())
+        if samplers:
+            samplers[0].update(weights)
+        else:
+            samplers.append(Sampler(weights, tokenizer, cfg.sampler))
+        accuracy = evaluate(task, rollout, samplers[0], questions, greedy, cfg.seed)["test_accuracy"]
+        reached = accuracy >= p.stop_accuracy
+        log(
+            f"pre-train step {done}: {accuracy:.3f} on {len(questions)} training questions of difficulty "
+            f"{p.stop_difficulty}" + (f" >= {p.stop_accuracy}: stopping here" if reached else "")
+        )
+        return reached
+
+    return on_step

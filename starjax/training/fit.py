@@ -29,8 +29,9 @@ from starjax.training.step import compile_train_step, init_state, train_step_tra
 
 # (steps done, metrics, params) for every step, in order; params() gives the model's weights
 # (LoRA: merged) after that step at checkpoint and train.eval_every steps and the last, at
-# others possibly a step further on.
-StepHook = Callable[[int, dict, Callable[[], nnx.State]], None]
+# others possibly a step further on. A true return ends training there (early stopping: return
+# it at eval_every steps, whose weights are that step's, and the model returned is theirs).
+StepHook = Callable[[int, dict, Callable[[], nnx.State]], bool | None]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -41,6 +42,7 @@ class NonFiniteLoss(RuntimeError):
 class FitResult:
     model: Transformer
     compilations: int  # train step programs compiled by this call: 0 when an earlier call's was reused
+    steps: int  # steps done: cfg.steps unless on_step stopped training early
 
 
 def fit(
@@ -85,7 +87,8 @@ def fit(
     last_save = start
     pending = None  # (steps done, metrics still on the device, when the step was dispatched)
 
-    def report(done: int, metrics: dict, began: float) -> None:
+    def report(done: int, metrics: dict, began: float) -> bool:
+        """Whether on_step asks to stop."""
         m = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if not math.isfinite(m["loss"]):
             if ckpts is not None:
@@ -96,11 +99,12 @@ def fit(
             )
         m["step"] = done
         m["tokens_per_s"] = cfg.batch_size * cfg.seq_len / (time.perf_counter() - began)  # padding included
-        if on_step is not None:
-            on_step(done, m, params)
+        stop = on_step is not None and bool(on_step(done, m, params))
         bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:,.0f}")
         bar.update(1)
+        return stop
 
+    done = start
     try:
         for step in range(start, cfg.steps):
             began = time.perf_counter()
@@ -108,14 +112,17 @@ def fit(
             # Step n's metrics are read once step n + 1 is dispatched: the host never waits for a
             # step before queueing the next, except where the state itself is wanted (a
             # checkpoint, a held-out evaluation, the end).
-            if pending is not None:
-                report(*pending)
+            stop = pending is not None and report(*pending)
             done = step + 1
             pending = (done, metrics, began)
             saves = ckpts is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
             if saves or (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
-                report(*pending)
+                stop = report(*pending) or stop
                 pending = None
+            # No checkpoint at a step that stopped training: a resumed phase evaluates it again
+            # and stops there too, rather than resuming past it.
+            if stop:
+                break
             if saves:
                 ckpts.save(done, state, {"step": done, "epoch_position": list(data.position(done)), **(meta or {})})
                 last_save = done
@@ -131,7 +138,7 @@ def fit(
         bar.close()
         if ckpts is not None:
             ckpts.close()
-    return FitResult(nnx.merge(graphdef, params()), train_step_traces() - traces)
+    return FitResult(nnx.merge(graphdef, params()), train_step_traces() - traces, done)
 
 
 def with_steps(cfg: TrainConfig, steps: int) -> TrainConfig:

@@ -1,0 +1,65 @@
+"""Pre-training that stops at a skill (pretrain.stop_difficulty): where it checks, what it logs,
+when it stops, and its bad input."""
+
+from pathlib import Path
+
+import pytest
+from conftest import SMALL_DEMO
+
+from starjax import runtime
+from starjax.config import load_config
+from starjax.errors import ConfigError
+from starjax.star import base_model as base_model_module
+from starjax.star.plugins.rollouts import Continuations
+from starjax.star.protocols import Context
+from starjax.star.setup import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _base(tmp_path: Path, monkeypatch, accuracies: list[float], *overrides: str) -> tuple[list[str], list[list]]:
+    """Builds the base with evaluate() answering `accuracies` in turn; the log and the questions
+    each check was asked about."""
+    cfg = load_config(
+        str(ROOT / "configs" / "demo.yaml"),
+        [*SMALL_DEMO, f"run_dir={tmp_path / 'run'}", f"task.data_dir={tmp_path / 'tfds'}", "pretrain.steps=12", *overrides],
+    )
+    asked: list[list] = []
+
+    def evaluate(task, rollout, sampler, problems, star_cfg, seed):
+        asked.append(problems)
+        return {"test_accuracy": accuracies[len(asked) - 1]}
+
+    monkeypatch.setattr(base_model_module, "evaluate", evaluate)
+    setup = prepare(cfg, allow_config_change=False)
+    rules = runtime.start(cfg)
+    logs: list[str] = []
+    setup.load(logs.append)
+    rollout = Continuations(Context(setup.cfg, setup.task))
+    base_model_module.base_model(setup.cfg, rules, setup.task, rollout, setup.splits, setup.tokenizer, setup.run_dir, logs.append)
+    return logs, asked
+
+
+def test_pre_training_stops_at_the_first_check_that_reaches_the_bar(tmp_path, monkeypatch):
+    stop = ["pretrain.stop_difficulty=2", "pretrain.stop_every=4", "pretrain.stop_accuracy=0.5", "pretrain.stop_questions=5"]
+    logs, asked = _base(tmp_path, monkeypatch, [0.0, 0.5], *stop)
+    assert [line for line in logs if line.startswith("pre-train step")] == [
+        "pre-train step 4: 0.000 on 5 training questions of difficulty 2",
+        "pre-train step 8: 0.500 on 5 training questions of difficulty 2 >= 0.5: stopping here",
+    ]
+    assert all(len(qs) == 5 and {q.difficulty for q in qs} == {"2"} for qs in asked)
+    assert (tmp_path / "run" / "base").is_dir() and not (tmp_path / "run" / "pretrain").exists()
+
+
+def test_a_bar_never_reached_pre_trains_every_step_without_checking_the_last(tmp_path, monkeypatch):
+    logs, asked = _base(tmp_path, monkeypatch, [0.1, 0.2], "pretrain.stop_difficulty=3", "pretrain.stop_every=5")
+    assert [line.split(":")[0] for line in logs if line.startswith("pre-train step")] == ["pre-train step 5", "pre-train step 10"]
+    assert len(asked) == 2 and (tmp_path / "run" / "base").is_dir()
+
+
+def test_a_difficulty_no_training_question_has_and_a_bad_bar_are_config_errors(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"stop_difficulty='7': no training question has it \(they have \['1', '2', '3'\]\)"):
+        _base(tmp_path, monkeypatch, [], "pretrain.stop_difficulty=7")
+    for bad in ("pretrain.stop_accuracy=0", "pretrain.stop_accuracy=1.5", "pretrain.stop_every=0", "pretrain.stop_questions=0"):
+        with pytest.raises(ConfigError, match="pretrain.stop_accuracy must be in"):
+            load_config(str(ROOT / "configs" / "demo.yaml"), ["pretrain.stop_difficulty=4", bad])
