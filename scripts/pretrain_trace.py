@@ -12,7 +12,6 @@ exponential moving averages of them begun at --start. --out also writes the rows
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -24,10 +23,8 @@ from starjax import runtime
 from starjax.config import load_config
 from starjax.errors import ConfigError
 from starjax.log import log
-from starjax.sampling.engine import Sampler
 from starjax.sources import load_model
-from starjax.star.base_model import pretrain
-from starjax.star.evaluate import evaluate
+from starjax.star.base_model import greedy_accuracy, pretrain
 from starjax.star.protocols import Context
 from starjax.star.setup import build_plugins, prepare
 
@@ -45,14 +42,12 @@ def trace(config: str, overrides: list[str], every: int, start: int, decays: lis
         cfg, task = setup.cfg, setup.task
         rollout = build_plugins(Context(cfg, task, rules)).rollout
         model = load_model(None, cfg.model, rules, cfg.seed)
-        graphdef, _ = nnx.split(model)
-        greedy = dataclasses.replace(cfg.star, eval_samples=1)
+        measure = greedy_accuracy(cfg, task, rollout, model, setup.tokenizer)
         averages: dict[float, nnx.State] = {}
         rows: list[dict] = []
 
         def accuracy(params: nnx.State) -> dict:
-            sampler = Sampler(nnx.merge(graphdef, params), setup.tokenizer, cfg.sampler)
-            m = evaluate(task, rollout, sampler, setup.test, greedy, cfg.seed)
+            m = measure(params, setup.test)
             return {"all": m["test_accuracy"], **m["test_accuracy_by_difficulty"]}
 
         def on_step(done: int, metrics: dict, params) -> None:

@@ -127,6 +127,26 @@ def pretrain(
         raise ConfigError(str(e)) from None
 
 
+def greedy_accuracy(
+    cfg: Config, task: Task, rollout: Rollout, model: Transformer, tokenizer: Tokenizer
+) -> Callable[[nnx.State, list[Problem]], dict]:
+    """evaluate()'s greedy metrics of weights for `model`'s graph on given questions, from one
+    sampler updated with each call's weights: its programs compile once."""
+    greedy = dataclasses.replace(cfg.star, eval_samples=1)
+    graphdef, _ = nnx.split(model)
+    samplers: list[Sampler] = []
+
+    def accuracy(params: nnx.State, problems: list[Problem]) -> dict:
+        weights = nnx.merge(graphdef, params)
+        if samplers:
+            samplers[0].update(weights)
+        else:
+            samplers.append(Sampler(weights, tokenizer, cfg.sampler))
+        return evaluate(task, rollout, samplers[0], problems, greedy, cfg.seed)
+
+    return accuracy
+
+
 def skill_stop(
     cfg: Config,
     task: Task,
@@ -145,19 +165,12 @@ def skill_stop(
     if not questions:
         have = sorted({q.difficulty for q in train}, key=difficulty_key)
         raise ConfigError(f"pretrain.stop_difficulty={p.stop_difficulty!r}: no training question has it (they have {have})")
-    greedy = dataclasses.replace(cfg.star, eval_samples=1)
-    graphdef, _ = nnx.split(model)
-    samplers: list[Sampler] = []  # one, built at the first check and updated after: it compiles once
+    measure = greedy_accuracy(cfg, task, rollout, model, tokenizer)
 
     def on_step(done: int, metrics: dict, params: Callable[[], nnx.State]) -> bool:
-        if done % p.stop_every or done == cfg.pretrain.steps:
+        if done % p.stop_every or done == p.steps:
             return False
-        weights = nnx.merge(graphdef, params())
-        if samplers:
-            samplers[0].update(weights)
-        else:
-            samplers.append(Sampler(weights, tokenizer, cfg.sampler))
-        accuracy = evaluate(task, rollout, samplers[0], questions, greedy, cfg.seed)["test_accuracy"]
+        accuracy = measure(params(), questions)["test_accuracy"]
         reached = accuracy >= p.stop_accuracy
         log(
             f"pre-train step {done}: {accuracy:.3f} on {len(questions)} training questions of difficulty "
