@@ -297,6 +297,10 @@ class StarConfig:
     temperature: float = 0.0
     # Hinted samples per failed question (null: num_samples).
     rationalize_samples: Optional[int] = None
+    # Samples per question the last fine-tune already had a kept record of (null: num_samples):
+    # with num_samples raised, the sampling moves to the questions still unsolved (as in
+    # DART-Math's difficulty-aware rejection sampling, Tong et al. 2024).
+    solved_samples: Optional[int] = None
     # The prompt of a kept training record: the bare question (bare, as STaR's code stores them)
     # or the question after the few-shot exemplars the samples were drawn with (few_shot).
     train_prompt: str = "bare"

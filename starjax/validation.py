@@ -130,6 +130,8 @@ def validate_star_sampling(cfg: Config, data_parallel: int) -> None:
         calls.append(
             ("star.rationalize_samples" if s.rationalize_samples else "star.num_samples", s.rationalize_samples or s.num_samples)
         )
+    if s.solved_samples:
+        calls.append(("star.solved_samples", s.solved_samples))
     for key, n in calls:
         check_sample_rows(cfg.sampler.batch_size, n, data_parallel, key)
 
@@ -164,8 +166,9 @@ def validate_star(cfg: Config) -> None:
             raise ConfigError(f"star.{key}={getattr(s, key)} must be >= 1")
     if s.temperature < 0 or s.eval_temperature < 0 or s.step_growth < 0 or s.test_limit < 0:
         raise ConfigError("star.temperature, star.eval_temperature, star.step_growth and star.test_limit must be >= 0")
-    if s.rationalize_samples is not None and s.rationalize_samples < 1:
-        raise ConfigError(f"star.rationalize_samples={s.rationalize_samples} must be >= 1 (or null: star.num_samples)")
+    for key in ("rationalize_samples", "solved_samples"):
+        if getattr(s, key) is not None and getattr(s, key) < 1:
+            raise ConfigError(f"star.{key}={getattr(s, key)} must be >= 1 (or null: star.num_samples)")
     if s.train_prompt not in ("bare", "few_shot"):
         raise ConfigError(f"star.train_prompt={s.train_prompt!r}: use bare (the question alone) or few_shot")
     if s.keep_policies not in KEEP_POLICIES:

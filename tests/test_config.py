@@ -90,6 +90,7 @@ def test_wrong_type_names_key_value_and_type(override, message):
         (["model.num_layers=0"], "model.num_layers=0 must be positive"),
         (["runtime.platform=abacus"], "runtime.platform='abacus'"),
         (["star.rationalize_samples=0"], "star.rationalize_samples=0 must be >= 1"),
+        (["star.solved_samples=0"], "star.solved_samples=0 must be >= 1"),
         (["pretrain.warm_learning_rate=0"], "pretrain.warm_learning_rate=0.0 must be > 0"),
         (["pretrain.warm_steps=-1"], "warm_steps must be >= 0"),
     ],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import types
+from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
@@ -458,6 +459,7 @@ def test_a_different_config_refuses_to_resume_unless_told(finished_run, capsys):
         (["star.temperature=1", "star.num_samples=32"], "star.num_samples=32 exceeds sampler.batch_size=16"),
         (["star.temperature=1", "star.num_samples=4"], "4 prompts per call, not a multiple of the mesh's data x fsdp = 8"),
         (["star.rationalize_samples=32"], "star.rationalize_samples=32 exceeds sampler.batch_size=16"),
+        (["star.solved_samples=32"], "star.solved_samples=32 exceeds sampler.batch_size=16"),
         (["star.eval_samples=32", "star.eval_temperature=1.0"], "star.eval_samples=32 exceeds"),
         (["star.eval_samples=4", "star.eval_temperature=0"], "set star.eval_temperature"),
         (["star.train_prompt=fewshot"], "star.train_prompt='fewshot'"),
@@ -501,6 +503,23 @@ def test_an_iteration_that_keeps_nothing_logs_it_and_continues(tmp_path, capsys)
     assert "kept nothing to train on" in capsys.readouterr().err
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["kept"] == 0 and last["train_steps"] == 0
+
+
+def test_solved_samples_moves_the_sampling_to_the_questions_still_unsolved(tmp_path):
+    d = write_task(tmp_path, bad_rows=False)
+    run = tmp_path / "run"
+    extra = ("star.temperature=1.0", "star.num_samples=2", "star.solved_samples=1", "star.rationalize=false")
+    assert main(["star", *star_args(d, run, *extra)]) == 0
+    drawn = [[json.loads(line) for line in (run / "samples" / f"iter_{n}.jsonl").read_text().splitlines()] for n in (1, 2)]
+    solved = {s["id"] for s in drawn[0] if s["correct"]}  # what iteration 1 kept (STaR's selectors)
+    assert 0 < len(solved) < 48, "the pre-trained model should solve some questions and fail others"
+    assert set(Counter(s["id"] for s in drawn[0]).values()) == {2}  # iteration 1: star.num_samples for all
+    per_question = Counter(s["id"] for s in drawn[1])
+    assert len(per_question) == 48 and all(n == (1 if q in solved else 2) for q, n in per_question.items())
+    # pass@1 weighs every question the same, however many samples it drew
+    second = json.loads((run / "metrics.jsonl").read_text().splitlines()[2])
+    shares = [sum(s["correct"] for s in drawn[1] if s["id"] == q) / n for q, n in per_question.items()]
+    assert second["sample_accuracy"] == pytest.approx(sum(shares) / len(shares))
 
 
 def star_process(d: Path, run_dir: Path) -> subprocess.Popen:

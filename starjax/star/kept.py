@@ -74,6 +74,15 @@ def merge(earlier: Sequence[Kept], new: Sequence[Kept], selectors: Sequence[Sele
     return tuple(r for r in union if id(r) in survivors)
 
 
+def sample_accuracy(rows: Sequence[Sequence[Attempt]]) -> float:
+    """The share of correct samples: pass@1. Where questions drew different numbers of samples
+    (star.solved_samples), each question's share weighs the same, so the questions sampled
+    more do not tilt it."""
+    if len({len(row) for row in rows}) > 1:
+        return sum(sum(a.correct for a in row) / len(row) for row in rows if row) / sum(1 for row in rows if row)
+    return sum(a.correct for row in rows for a in row) / sum(len(row) for row in rows)
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
     if n - c < k:

@@ -34,7 +34,7 @@ from starjax.star import report
 from starjax.star.base_model import base_model
 from starjax.star.driver import Driver, Phase
 from starjax.star.evaluate import by_difficulty, evaluate
-from starjax.star.kept import attempts, merge, select
+from starjax.star.kept import attempts, merge, sample_accuracy, select
 from starjax.star.predict import predict
 from starjax.star.protocols import Context
 from starjax.star.reference import compare, load_reference
@@ -73,15 +73,33 @@ class Run:
     def compilations(self, state: RunState) -> Compilations:
         return replace(state.compilations, sampler=self.compiles_before + self.sampler.compilations)
 
-    def sample(self, questions: list[Problem], n: int, hint: bool) -> list[list[Attempt]]:
-        """Rollout and score: star.num_samples attempts per question (with the answer as a hint:
-        star.rationalize_samples), each judged by the scorers."""
+    def sample(
+        self, questions: list[Problem], n: int, hint: bool, count: int | None = None, phase: str = "generate"
+    ) -> list[list[Attempt]]:
+        """Rollout and score: `count` (default star.num_samples; with the answer as a hint:
+        star.rationalize_samples) attempts per question, each judged by the scorers."""
         task, s = self.setup.task, self.cfg.star
         prompts = [task.prompt(p, hint=hint) for p in questions]
-        count = (s.rationalize_samples or s.num_samples) if hint else s.num_samples
-        seed = _seed(self.cfg, n, "rationalize" if hint else "generate")
+        if count is None:
+            count = (s.rationalize_samples or s.num_samples) if hint else s.num_samples
+        seed = _seed(self.cfg, n, "rationalize" if hint else phase)
         texts = self.plugins.rollout.complete(self.sampler, prompts, seed, s.temperature, count)
         return attempts(task, questions, prompts, texts, hint, self.plugins.scorers)
+
+    def rollout(self, state: RunState, n: int) -> list[list[Attempt]]:
+        """The training questions' attempts: star.solved_samples each for those the last fine-tune
+        had a kept record of, star.num_samples for the rest (two sampler calls, in input order)."""
+        train, s = self.setup.train, self.cfg.star
+        had = {k.id for k in (state.kept_all if s.accumulate else state.kept)}
+        if s.solved_samples is None or not had:
+            return self.sample(train, n, hint=False)
+        groups = [[i for i, p in enumerate(train) if (p.id in had) == solved] for solved in (False, True)]
+        tries: list[list[Attempt]] = [[] for _ in train]
+        for members, count, phase in zip(groups, (s.num_samples, s.solved_samples), ("generate", "generate_solved")):
+            if members:
+                for i, row in zip(members, self.sample([train[i] for i in members], n, False, count, phase)):
+                    tries[i] = row
+        return tries
 
     def select(self, questions: list[Problem], tries: list[list[Attempt]]) -> tuple[list[bool], list[Kept]]:
         """Per question whether it is solved, and the kept training records (star.selectors)."""
@@ -149,7 +167,7 @@ def generate(run: Run, state: RunState, n: int) -> RunState:
     """Rollout and score, select, rationalize what nothing solved: the kept set of iteration n."""
     train, s = run.setup.train, run.cfg.star
     began = time.perf_counter()
-    tries = run.sample(train, n, hint=False)
+    tries = run.rollout(state, n)
     solved, kept = run.select(train, tries)
     current = _sampled(run.setup.task, train, tries, solved)
     seconds = {"generate": time.perf_counter() - began}
@@ -186,7 +204,7 @@ def _sampled(task: Task, train: list[Problem], tries: list[list[Attempt]], solve
     return {
         "train_accuracy": sum(solved) / len(train),
         "train_accuracy_by_difficulty": by_difficulty(train, solved),
-        "sample_accuracy": sum(a.correct for row in tries for a in row) / sum(len(row) for row in tries),
+        "sample_accuracy": sample_accuracy(tries),
         "truncated": sum(a.truncated for row in tries for a in row),
         **predict(task, train, tries),
     }

@@ -9,9 +9,10 @@ step is equally hard and errors are uniform guesses; it is a rough guide, not a 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from starjax import theory
+from starjax.star.kept import sample_accuracy
 from starjax.star.state import Attempt
 from starjax.tasks.base import Problem, Task
 
@@ -42,18 +43,21 @@ def effective_groups(
         if shape is None:
             return {}
         m, t = shape
-        verdicts = [a.correct for _, row in members for a in row]
-        out[label] = (m, [theory.effective_delta(sum(verdicts) / len(verdicts), m, t)] * t, len(verdicts))
+        rows = [row for _, row in members]
+        out[label] = (m, [theory.effective_delta(sample_accuracy(rows), m, t)] * t, sum(map(len, rows)))
     return out
 
 
 def from_accuracy(task: Task, problems: list[Problem], tries: list[list[Attempt]]) -> dict:
     """Next-iteration accuracy from each difficulty group's effective d, weighted by group size."""
     groups = effective_groups(task, problems, tries)
-    total = sum(count for _, _, count in groups.values())
+    # by samples, which is by questions when every question drew as many (star.solved_samples aside)
+    sizes = Counter(p.difficulty for p in problems) if len({len(row) for row in tries}) > 1 else None
+    weight = {label: sizes[label] if sizes else count for label, (_, _, count) in groups.items()}
+    total = sum(weight.values())
     if not total:
         return {}
-    predicted = sum(count * theory.accuracy(theory.star_update(d, m), m) for m, d, count in groups.values())
+    predicted = sum(weight[label] * theory.accuracy(theory.star_update(d, m), m) for label, (m, d, _) in groups.items())
     return {"predicted_accuracy": predicted / total}
 
 
