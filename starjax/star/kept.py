@@ -79,7 +79,7 @@ def sample_accuracy(rows: Sequence[Sequence[Attempt]]) -> float:
     (star.solved_samples), each question's share weighs the same, so the questions sampled
     more do not tilt it."""
     if len({len(row) for row in rows}) > 1:
-        return sum(sum(a.correct for a in row) / len(row) for row in rows if row) / sum(1 for row in rows if row)
+        return sum(sum(a.correct for a in row) / len(row) for row in rows) / len(rows)
     return sum(a.correct for row in rows for a in row) / sum(len(row) for row in rows)
 
 

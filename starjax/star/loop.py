@@ -90,8 +90,8 @@ class Run:
         """The training questions' attempts: star.solved_samples each for those the last fine-tune
         had a kept record of, star.num_samples for the rest (two sampler calls, in input order)."""
         train, s = self.setup.train, self.cfg.star
-        had = {k.id for k in (state.kept_all if s.accumulate else state.kept)}
-        if s.solved_samples is None or not had:
+        had = {k.id for k in (state.kept_all if s.accumulate else state.kept)} if s.solved_samples else set()
+        if not had:
             return self.sample(train, n, hint=False)
         groups = [[i for i, p in enumerate(train) if (p.id in had) == solved] for solved in (False, True)]
         tries: list[list[Attempt]] = [[] for _ in train]
