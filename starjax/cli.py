@@ -121,10 +121,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     import jax
 
     from starjax.model.summary import describe_model, time_forward
-    from starjax.runtime import describe_runtime, start
+    from starjax.runtime import describe_runtime, sampler_rules, start
 
     rules = start(cfg)
-    for key, value in describe_runtime(rules.mesh):
+    generation = sampler_rules(cfg.sampler, rules).mesh
+    for key, value in describe_runtime(rules.mesh, generation if generation != rules.mesh else None):
         print(f"{key:>8}: {value}")
     if args.devices is not None and (args.devices <= 0 or not args.memory):
         raise ConfigError("--devices takes a positive device count, with --memory")

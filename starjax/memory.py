@@ -24,7 +24,7 @@ from starjax.model.layers import dtype_of, head_dim_of
 from starjax.model.transformer import abstract_model
 from starjax.runtime import MESH_AXES, mesh_shape
 from starjax.sampling.engine import new_token_cap
-from starjax.schema import Config
+from starjax.schema import Config, MeshConfig
 from starjax.sharding import AxisRules, Names
 from starjax.training import lora
 
@@ -34,14 +34,17 @@ F32 = 4
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes per device. The train step holds params + gradients + optimizer + activations;
-    generation holds params + its decode copy of the weights + the KV cache."""
+    generation holds its params (on sampler.mesh, when it has one) + its decode copy of the
+    weights + the KV cache."""
 
     mesh: dict[str, int]
+    generate_mesh: dict[str, int]
     params: int
     gradients: int
     optimizer: int
     gathered: int
     activations: int
+    generate_params: int
     decode_weights: int
     kv_cache: int
 
@@ -51,14 +54,14 @@ class MemoryEstimate:
 
     @property
     def generate_total(self) -> int:
-        return self.params + self.decode_weights + self.kv_cache
+        return self.generate_params + self.decode_weights + self.kv_cache
 
 
 class _Shards:
     """How many ways a logical axis is split on a mesh of the given sizes."""
 
-    def __init__(self, cfg: Config, sizes: dict[str, int]):
-        self.rules = {name: list(axes) for name, axes in cfg.mesh.rules.items()}
+    def __init__(self, mesh: MeshConfig, sizes: dict[str, int]):
+        self.rules = {name: list(axes) for name, axes in mesh.rules.items()}
         self.sizes = sizes
 
     def of(self, name: str | None, gathered: bool = False) -> int:
@@ -76,16 +79,20 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
     would). `rules` only builds the model's structure; its own mesh may be any size. `platform`
     (default: JAX's backend): "gpu" runs model.attention=dot_product as cuDNN flash attention,
     "tpu" as splash attention where its sizes allow (multiples of 128)."""
-    sizes = dict(zip(MESH_AXES, mesh_shape(cfg.mesh, num_devices)))
-    shards = _Shards(cfg, sizes)
+    own = cfg.sampler.mesh is not None  # generation on a mesh of its own; the trainer's may be smaller
+    sizes = dict(zip(MESH_AXES, mesh_shape(cfg.mesh, num_devices, own)))
+    shards = _Shards(cfg.mesh, sizes)
+    generate_mesh = cfg.sampler.mesh or cfg.mesh
+    generate_sizes = dict(zip(MESH_AXES, mesh_shape(generate_mesh, num_devices, own, "sampler.mesh"))) if own else sizes
+    generation = _Shards(generate_mesh, generate_sizes)
     m, t = cfg.model, cfg.train
     _, state = nnx.split(abstract_model(m, rules))
     flat = nnx.to_flat_state(state)
 
-    def weights(dtype=None, gathered: bool = False, only=lambda path: True) -> int:
+    def weights(dtype=None, gathered: bool = False, only=lambda path: True, on: _Shards = shards) -> int:
         """Bytes per device of the model's weights (in `dtype`, default their own)."""
         return sum(
-            shards.bytes(v.shape, v.get_metadata()["out_sharding"], dtype or v.dtype, gathered) for path, v in flat if only(path)
+            on.bytes(v.shape, v.get_metadata()["out_sharding"], dtype or v.dtype, gathered) for path, v in flat if only(path)
         )
 
     params = weights()
@@ -123,14 +130,17 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
         * _bytes_per_token(cfg, tensor, shards.of("act_mlp"), shards.of("act_vocab"), platform or jax.default_backend())
     )
 
-    layer_weights = weights(m.compute_dtype, only=lambda path: path[0] == "blocks" and path[-2] in ("attn", "mlp"))
+    layer_weights = weights(m.compute_dtype, only=lambda path: path[0] == "blocks" and path[-2] in ("attn", "mlp"), on=generation)
     decode_weights = layer_weights if cfg.sampler.fuse_weights else 0
     s = cfg.sampler
     length = max(s.prompt_buckets) + new_token_cap(s.max_new_tokens)
     kv_shape = (s.batch_size, m.num_kv_heads, length, head_dim_of(m))
-    kv_cache = 2 * m.num_layers * shards.bytes(kv_shape, KV_NAMES, m.compute_dtype)
-    kv_cache += 2 * shards.bytes((s.batch_size, length), SLOT_NAMES, jnp.int32)
-    return MemoryEstimate(sizes, params, gradients, optimizer, gathered, activations, decode_weights, kv_cache)
+    kv_cache = 2 * m.num_layers * generation.bytes(kv_shape, KV_NAMES, m.compute_dtype)
+    kv_cache += 2 * generation.bytes((s.batch_size, length), SLOT_NAMES, jnp.int32)
+    generate_params = weights(on=generation) if own else params
+    return MemoryEstimate(
+        sizes, generate_sizes, params, gradients, optimizer, gathered, activations, generate_params, decode_weights, kv_cache
+    )
 
 
 def _bytes_per_token(cfg: Config, tensor: int, mlp_shards: int, vocab_shards: int, platform: str) -> float:
@@ -168,7 +178,7 @@ def _bytes_per_token(cfg: Config, tensor: int, mlp_shards: int, vocab_shards: in
 
 def format_memory(est: MemoryEstimate, cfg: Config) -> str:
     """The table `starjax info --memory` prints."""
-    mesh = " x ".join(f"{a}={n}" for a, n in est.mesh.items())
+    mesh = _axes(est.mesh)
     t, s = cfg.train, cfg.sampler
     what = [
         ("parameters", est.params, f"{cfg.model.param_dtype}" + (f" + LoRA rank {t.lora_rank} adapters" if t.lora_rank else "")),
@@ -195,12 +205,16 @@ def format_memory(est: MemoryEstimate, cfg: Config) -> str:
             est.kv_cache,
             f"{s.batch_size} rows x {max(s.prompt_buckets)} prompt + {new_token_cap(s.max_new_tokens)} new",
         ),
-        ("generation", est.generate_total, "total"),
+        ("generation", est.generate_total, "total" + (f", on sampler.mesh {_axes(est.generate_mesh)}" if cfg.sampler.mesh else "")),
     ]
     lines = [f"  memory per device on mesh {mesh}:"]
     for name, value, note in what:
         lines.append(f"  {name:>16} {_size(value):>10}  {note}")
     return "\n".join(lines)
+
+
+def _axes(sizes: dict[str, int]) -> str:
+    return " x ".join(f"{a}={n}" for a, n in sizes.items())
 
 
 def _size(n: int) -> str:

@@ -168,6 +168,10 @@ class SamplerConfig:
     # continuous: prompts are prefilled into free slots this many rows (prompts x num_samples) at
     # a time; 0 = batch_size // 4.
     refill_rows: int = 0
+    # A mesh of generation's own (e.g. data: -1, every device), over the first devices it needs;
+    # the trainer's `mesh` may then use fewer. null: the trainer's mesh. Rows are independent, so
+    # splitting them over more devices draws the same samples (docs/sharding.md).
+    mesh: Optional[MeshConfig] = None
 
 
 @dataclass(frozen=True)

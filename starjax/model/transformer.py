@@ -225,6 +225,15 @@ def create_model(cfg: ModelConfig, rules: AxisRules, seed: int = 0) -> Transform
     return nnx.merge(graphdef, state)
 
 
+def with_rules(model: Transformer, rules: AxisRules) -> Transformer:
+    """`model`'s weights laid out by `rules` (another mesh: the sampler's own, say), same values."""
+    if model.rules == rules:
+        return model
+    graphdef, abstract = nnx.split(abstract_model(model.cfg, rules))
+    state = jax.device_put(nnx.state(model), nnx.get_named_sharding(abstract, rules.mesh))
+    return nnx.merge(graphdef, state)
+
+
 def relayout(model: Transformer, cfg: ModelConfig) -> Transformer:
     """`model`'s weights as the model of `cfg`, which may differ from it in scan_layers only
     (the per-layer layout checkpoints and Hugging Face files use, or the stacked one)."""

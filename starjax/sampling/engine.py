@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from starjax import multihost
 from starjax.errors import ConfigError
 from starjax.model.kv_cache import KVCache
-from starjax.model.transformer import Transformer
+from starjax.model.transformer import Transformer, with_rules
+from starjax.runtime import sampler_rules
 from starjax.sampling import continuous
 from starjax.sampling.loop import Finish, Generation, compile_generate
 from starjax.sampling.scheduler import run_queue
@@ -59,8 +60,8 @@ class Sampler:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.model_cfg = model.cfg
-        self.rules = model.rules
-        self.graphdef, self.params = nnx.split(model)
+        self.rules = sampler_rules(cfg, model.rules)
+        self.graphdef, self.params = nnx.split(with_rules(model, self.rules))
         mesh = self.rules.mesh.shape
         self.data_parallel = mesh["data"] * mesh["fsdp"]
         self.compilations = 0
@@ -71,7 +72,7 @@ class Sampler:
 
     def update(self, model: Transformer) -> None:
         """Uses `model`'s weights from now on (same architecture, so compiled programs are kept)."""
-        self.params = nnx.state(model)
+        self.params = nnx.state(with_rules(model, self.rules))
 
     def settings(self, **overrides) -> SamplerConfig:
         try:
