@@ -124,8 +124,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from starjax.runtime import describe_runtime, sampler_rules, start
 
     rules = start(cfg)
-    generation = sampler_rules(cfg.sampler, rules).mesh
-    for key, value in describe_runtime(rules.mesh, generation if generation != rules.mesh else None):
+    generation = [r.mesh for r in sampler_rules(cfg.sampler, rules)]
+    for key, value in describe_runtime(rules.mesh, generation if generation != [rules.mesh] else ()):
         print(f"{key:>8}: {value}")
     if args.devices is not None and (args.devices <= 0 or not args.memory):
         raise ConfigError("--devices takes a positive device count, with --memory")

@@ -79,11 +79,15 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
     would). `rules` only builds the model's structure; its own mesh may be any size. `platform`
     (default: JAX's backend): "gpu" runs model.attention=dot_product as cuDNN flash attention,
     "tpu" as splash attention where its sizes allow (multiples of 128)."""
-    own = cfg.sampler.mesh is not None  # generation on a mesh of its own; the trainer's may be smaller
-    sizes = dict(zip(MESH_AXES, mesh_shape(cfg.mesh, num_devices, own)))
+    s = cfg.sampler
+    # Generation on meshes of its own (sampler.mesh, one per replica): the trainer's may be smaller.
+    own = s.mesh is not None
+    sizes = dict(zip(MESH_AXES, mesh_shape(cfg.mesh, num_devices, own or s.replicas > 1)))
     shards = _Shards(cfg.mesh, sizes)
-    generate_mesh = cfg.sampler.mesh or cfg.mesh
-    generate_sizes = dict(zip(MESH_AXES, mesh_shape(generate_mesh, num_devices, own, "sampler.mesh"))) if own else sizes
+    generate_mesh = s.mesh or cfg.mesh
+    generate_sizes = (
+        dict(zip(MESH_AXES, mesh_shape(generate_mesh, num_devices // s.replicas, True, "sampler.mesh"))) if own else sizes
+    )
     generation = _Shards(generate_mesh, generate_sizes)
     m, t = cfg.model, cfg.train
     _, state = nnx.split(abstract_model(m, rules))
@@ -132,7 +136,6 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
 
     layer_weights = weights(m.compute_dtype, only=lambda path: path[0] == "blocks" and path[-2] in ("attn", "mlp"), on=generation)
     decode_weights = layer_weights if cfg.sampler.fuse_weights else 0
-    s = cfg.sampler
     length = max(s.prompt_buckets) + new_token_cap(s.max_new_tokens)
     kv_shape = (s.batch_size, m.num_kv_heads, length, head_dim_of(m))
     kv_cache = 2 * m.num_layers * generation.bytes(kv_shape, KV_NAMES, m.compute_dtype)
@@ -205,12 +208,22 @@ def format_memory(est: MemoryEstimate, cfg: Config) -> str:
             est.kv_cache,
             f"{s.batch_size} rows x {max(s.prompt_buckets)} prompt + {new_token_cap(s.max_new_tokens)} new",
         ),
-        ("generation", est.generate_total, "total" + (f", on sampler.mesh {_axes(est.generate_mesh)}" if cfg.sampler.mesh else "")),
+        (
+            "generation",
+            est.generate_total,
+            _generation_note(est, cfg),
+        ),
     ]
     lines = [f"  memory per device on mesh {mesh}:"]
     for name, value, note in what:
         lines.append(f"  {name:>16} {_size(value):>10}  {note}")
     return "\n".join(lines)
+
+
+def _generation_note(est: MemoryEstimate, cfg: Config) -> str:
+    s = cfg.sampler
+    where = f", on sampler.mesh {_axes(est.generate_mesh)}" if s.mesh else ""
+    return "total" + where + (f", each of {s.replicas} replicas" if s.replicas > 1 else "")
 
 
 def _axes(sizes: dict[str, int]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -56,8 +57,7 @@ def mesh_shape(cfg: MeshConfig, num_devices: int, partial: bool = False, key: st
     if needed > num_devices or (needed < num_devices and not partial):
         shape = "x".join(map(str, sizes))
         raise ConfigError(
-            f"{key} {shape} needs {needed} devices but {num_devices} are available; "
-            f"change {key}.data/fsdp/tensor (one may be -1)"
+            f"{key} {shape} needs {needed} devices but {num_devices} are available; change {key}.data/fsdp/tensor (one may be -1)"
         )
     return tuple(sizes)  # type: ignore[return-value]
 
@@ -75,21 +75,41 @@ def build_mesh(cfg: MeshConfig, devices: list | None = None, partial: bool = Fal
     return Mesh(np.asarray(devices[: math.prod(shape)]).reshape(shape), MESH_AXES, axis_types=axis_types)
 
 
-def sampler_rules(cfg: SamplerConfig, trainer: AxisRules) -> AxisRules:
-    """The mesh generation runs on: `sampler.mesh` when set (over the first devices it needs),
-    else the trainer's. Generation's rows are independent, so splitting them over more devices
-    changes no sample; the trainer's mesh also sets the order gradients are summed in."""
+def sampler_rules(cfg: SamplerConfig, trainer: AxisRules) -> list[AxisRules]:
+    """The meshes generation runs on, one per replica (`sampler.replicas`), each over its own
+    devices in order: `sampler.mesh`'s shape (a -1 axis shares the devices among the replicas),
+    or the trainer's. Just the trainer's when neither is set."""
+    if cfg.mesh is None and cfg.replicas == 1:
+        return [trainer]
+    devices = jax.devices()
     if cfg.mesh is None:
-        return trainer
-    return AxisRules.from_config(build_mesh(cfg.mesh, partial=True, key="sampler.mesh"), cfg.mesh.rules)
+        shape, rules = tuple(trainer.mesh.shape[a] for a in MESH_AXES), trainer.rules
+    else:
+        shape = mesh_shape(cfg.mesh, len(devices) // cfg.replicas, partial=True, key="sampler.mesh")
+        rules = AxisRules.from_config(trainer.mesh, cfg.mesh.rules).rules
+    n = math.prod(shape)
+    if n * cfg.replicas > len(devices):
+        raise ConfigError(
+            f"sampler.replicas={cfg.replicas} of {n} device(s) each need {n * cfg.replicas}, but {len(devices)} are "
+            "available; lower sampler.replicas or the replica's mesh (sampler.mesh, else mesh)"
+        )
+    axis_types = (AxisType.Auto,) * len(MESH_AXES)
+    return [
+        AxisRules(Mesh(np.asarray(devices[r * n : (r + 1) * n]).reshape(shape), MESH_AXES, axis_types=axis_types), rules)
+        for r in range(cfg.replicas)
+    ]
 
 
-def describe_runtime(mesh: Mesh, sampler_mesh: Mesh | None = None) -> list[tuple[str, str]]:
+def describe_runtime(mesh: Mesh, sampler_meshes: Sequence[Mesh] = ()) -> list[tuple[str, str]]:
     """Key facts about this process and the mesh (and generation's, when it has its own), for
     `starjax info` and run logs."""
     devices = jax.devices()
     shape = " x ".join(f"{name}={size}" for name, size in mesh.shape.items())
-    sampler = [] if sampler_mesh is None else [("sampler", " x ".join(f"{n}={size}" for n, size in sampler_mesh.shape.items()))]
+    sampler = []
+    if sampler_meshes:
+        one = " x ".join(f"{n}={size}" for n, size in sampler_meshes[0].shape.items())
+        copies = f"{len(sampler_meshes)} replicas, each " if len(sampler_meshes) > 1 else ""
+        sampler = [("sampler", f"{copies}{one}")]
     return [
         ("jax", jax.__version__),
         ("backend", jax.default_backend()),
@@ -108,20 +128,22 @@ def start(cfg: Config) -> AxisRules:
     multihost.initialize(cfg.runtime.distributed)
     storage.require_one_process(cfg.run_dir, "run_dir")
     multihost.agree_on_config(_shared_yaml(cfg))
-    if cfg.sampler.mesh is None:
+    if cfg.sampler.mesh is None and cfg.sampler.replicas == 1:
         return AxisRules.from_config(build_mesh(cfg.mesh), cfg.mesh.rules)
-    # Two meshes, each over the first devices it needs; together they must use every device.
+    # The trainer's mesh and generation's (sampler.mesh, sampler.replicas) each take the first
+    # devices they need; together they must use every device.
     rules = AxisRules.from_config(build_mesh(cfg.mesh, partial=True), cfg.mesh.rules)
-    sizes = (rules.mesh.size, sampler_rules(cfg.sampler, rules).mesh.size)
+    replicas = sampler_rules(cfg.sampler, rules)
+    sizes = (rules.mesh.size, sum(r.mesh.size for r in replicas))
     if jax.process_count() > 1 and min(sizes) < jax.device_count():
         raise ConfigError(
-            f"with {jax.process_count()} processes, mesh and sampler.mesh must each span all "
-            f"{jax.device_count()} devices (give each an axis of -1)"
+            f"with {jax.process_count()} processes, the trainer's mesh and generation's (sampler.mesh x "
+            f"sampler.replicas) must each span all {jax.device_count()} devices"
         )
     if max(sizes) < jax.device_count():
         raise ConfigError(
-            f"mesh uses {sizes[0]} and sampler.mesh {sizes[1]} of the {jax.device_count()} devices; "
-            "let one of them use all (an axis of -1)"
+            f"mesh uses {sizes[0]} and generation (sampler.mesh x sampler.replicas) {sizes[1]} of the "
+            f"{jax.device_count()} devices; let one of them use all (an axis of -1)"
         )
     return rules
 

@@ -172,6 +172,10 @@ class SamplerConfig:
     # the trainer's `mesh` may then use fewer. null: the trainer's mesh. Rows are independent, so
     # splitting them over more devices draws the same samples (docs/sharding.md).
     mesh: Optional[MeshConfig] = None
+    # Copies of the model that generate whole batches at once, each on its own devices (replica r
+    # takes the r-th group of sampler.mesh's size, else of the trainer's mesh's): each runs the
+    # programs one copy would, so the samples are the same bit for bit. Fixed engine only.
+    replicas: int = 1
 
 
 @dataclass(frozen=True)

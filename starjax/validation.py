@@ -15,6 +15,7 @@ from starjax.schema import (
     MESH_AXES,
     Config,
     DistributedConfig,
+    MeshConfig,
     SamplerConfig,
     TrainConfig,
 )
@@ -43,17 +44,9 @@ def validate(cfg: Config) -> None:
     for key in ("param_dtype", "compute_dtype"):
         if getattr(m, key) not in DTYPES:
             raise ConfigError(f"model.{key}={getattr(m, key)!r} must be one of {list(DTYPES)}")
-    sizes = [getattr(cfg.mesh, a) for a in MESH_AXES]
-    if any(s == 0 or s < -1 for s in sizes):
-        raise ConfigError(f"mesh sizes must be positive or -1, got data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]}")
-    if sizes.count(-1) > 1:
-        raise ConfigError("at most one of mesh.data, mesh.fsdp, mesh.tensor may be -1")
-    for name, axes in cfg.mesh.rules.items():
-        for axis in axes:
-            if axis not in MESH_AXES:
-                raise ConfigError(f"mesh.rules.{name} names mesh axis {axis!r}; valid axes are {list(MESH_AXES)}")
-        if len(set(axes)) != len(axes):
-            raise ConfigError(f"mesh.rules.{name}={axes} repeats a mesh axis")
+    validate_mesh(cfg.mesh, "mesh")
+    if cfg.sampler.mesh is not None:
+        validate_mesh(cfg.sampler.mesh, "sampler.mesh")
     validate_sampler(cfg.sampler)
     validate_train(cfg.train)
     validate_star(cfg)
@@ -66,6 +59,20 @@ def validate(cfg: Config) -> None:
     validate_distributed(cfg.runtime.distributed)
     if cfg.logging.wandb.mode not in ("online", "offline"):
         raise ConfigError(f"logging.wandb.mode={cfg.logging.wandb.mode!r} must be online or offline")
+
+
+def validate_mesh(mesh: MeshConfig, key: str) -> None:
+    sizes = [getattr(mesh, a) for a in MESH_AXES]
+    if any(s == 0 or s < -1 for s in sizes):
+        raise ConfigError(f"{key} sizes must be positive or -1, got data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]}")
+    if sizes.count(-1) > 1:
+        raise ConfigError(f"at most one of {key}.data, {key}.fsdp, {key}.tensor may be -1")
+    for name, axes in mesh.rules.items():
+        for axis in axes:
+            if axis not in MESH_AXES:
+                raise ConfigError(f"{key}.rules.{name} names mesh axis {axis!r}; valid axes are {list(MESH_AXES)}")
+        if len(set(axes)) != len(axes):
+            raise ConfigError(f"{key}.rules.{name}={axes} repeats a mesh axis")
 
 
 def validate_distributed(d: DistributedConfig) -> None:
@@ -104,6 +111,12 @@ def validate_sampler(s: SamplerConfig) -> None:
         raise ConfigError(f"sampler.prompt_buckets={s.prompt_buckets} must be a non-empty list of positive lengths")
     if s.engine not in SAMPLER_ENGINES:
         raise ConfigError(f"sampler.engine={s.engine!r} is not one of {', '.join(SAMPLER_ENGINES)}")
+    if s.replicas < 1:
+        raise ConfigError(f"sampler.replicas={s.replicas} must be >= 1")
+    if s.replicas > 1 and s.engine != "fixed":
+        raise ConfigError(
+            f"sampler.replicas={s.replicas} needs sampler.engine=fixed (the continuous engine's batch is its slots)"
+        )
     if s.refill_rows < 0:
         raise ConfigError(f"sampler.refill_rows={s.refill_rows} must be >= 0 (0 = batch_size // 4)")
     if len(s.stop_ids) > MAX_STOP_IDS - 1:

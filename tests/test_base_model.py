@@ -16,13 +16,23 @@ from starjax.star.setup import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The demo trains on one of two CPU devices and samples on both; this process has the tests' eight.
+ONE_PROCESS_DEVICES = ["runtime.num_cpu_devices=0", "mesh.data=-1", "sampler.replicas=1"]
+
 
 def _base(tmp_path: Path, monkeypatch, accuracies: list[float], *overrides: str) -> tuple[list[str], list[list]]:
     """Builds the base with evaluate() answering `accuracies` in turn; the log and the questions
     each check was asked about."""
     cfg = load_config(
         str(ROOT / "configs" / "demo.yaml"),
-        [*SMALL_DEMO, f"run_dir={tmp_path / 'run'}", f"task.data_dir={tmp_path / 'tfds'}", "pretrain.steps=12", *overrides],
+        [
+            *SMALL_DEMO,
+            *ONE_PROCESS_DEVICES,
+            f"run_dir={tmp_path / 'run'}",
+            f"task.data_dir={tmp_path / 'tfds'}",
+            "pretrain.steps=12",
+            *overrides,
+        ],
     )
     asked: list[list] = []
 

@@ -14,7 +14,7 @@ from starjax.config import load_config
 from starjax.errors import ConfigError
 from starjax.memory import estimate_memory
 from starjax.model.kv_cache import KVCache
-from starjax.model.transformer import create_model
+from starjax.model.transformer import create_model, with_rules
 from starjax.sampling.engine import new_token_cap
 from starjax.training.step import Batch, compile_train_step, init_state
 
@@ -56,6 +56,10 @@ def test_estimate_within_20_percent_of_compiled_train_step(mesh, overrides):
     assert 0.8 <= estimate / actual <= 1.2, (estimate, actual)
 
 
+def _on_device0(tree) -> int:
+    return sum(s.data.nbytes for x in jax.tree.leaves(tree) for s in x.addressable_shards if s.device == jax.devices()[0])
+
+
 def test_exact_parts_match_real_arrays():
     """Parameters, moments and the KV cache: the bytes one device really holds."""
     cfg = load_config(None, [*TINY, "mesh.data=1", "mesh.fsdp=4", "mesh.tensor=2", "sampler.batch_size=16"])
@@ -63,15 +67,29 @@ def test_exact_parts_match_real_arrays():
     est = estimate_memory(cfg, rules, 8)
     state = init_state(create_model(cfg.model, rules, 0), cfg.train, 0)
 
-    def on_device0(tree) -> int:
-        return sum(s.data.nbytes for x in jax.tree.leaves(tree) for s in x.addressable_shards if s.device == jax.devices()[0])
-
-    assert est.params == on_device0(state.params)
+    assert est.params == _on_device0(state.params)
     adam = state.opt_state[1][0]
-    assert est.optimizer == on_device0((adam.mu, adam.nu))
+    assert est.optimizer == _on_device0((adam.mu, adam.nu))
     s = cfg.sampler
     cache = KVCache.init(cfg.model, rules, s.batch_size, max(s.prompt_buckets) + new_token_cap(s.max_new_tokens))
-    assert est.kv_cache == on_device0((cache.k, cache.v, cache.positions, cache.segment_ids))
+    assert est.kv_cache == _on_device0((cache.k, cache.v, cache.positions, cache.segment_ids))
+
+
+def test_generation_on_a_sampler_mesh_is_counted_on_that_mesh():
+    """sampler.mesh: the trainer's rows on its own (smaller) mesh, generation's on the sampler's,
+    each the bytes one device of that mesh really holds."""
+    cfg = load_config(
+        None, [*TINY, "mesh.data=1", "mesh.fsdp=2", "sampler.mesh.data=1", "sampler.mesh.fsdp=-1", "sampler.batch_size=16"]
+    )
+    trainer, generation = make_rules((1, 2, 1)), make_rules((1, 8, 1))
+    est = estimate_memory(cfg, trainer, 8)
+    assert est.mesh["fsdp"] == 2 and est.generate_mesh["fsdp"] == 8
+    model = create_model(cfg.model, trainer, 0)
+    assert est.params == _on_device0(nnx.state(model))
+    assert est.generate_params == _on_device0(nnx.state(with_rules(model, generation)))
+    s = cfg.sampler
+    cache = KVCache.init(cfg.model, generation, s.batch_size, max(s.prompt_buckets) + new_token_cap(s.max_new_tokens))
+    assert est.kv_cache == _on_device0((cache.k, cache.v, cache.positions, cache.segment_ids))
 
 
 def test_moments_are_sharded_as_their_parameters():
@@ -109,7 +127,7 @@ def test_info_memory_prints_the_table_for_a_recipe(capsys):
     assert "memory per device on mesh data=1 x fsdp=8 x tensor=1" in out
     for row in ("parameters", "gradients", "optimizer state", "activations", "train step", "KV cache", "generation"):
         assert f" {row} " in out
-    assert main(["info", "configs/demo.yaml", "model.vocab_size=64", "--devices", "0", "--memory"]) == 2
+    assert main(["info", "configs/tiny.yaml", "model.vocab_size=64", "--devices", "0", "--memory"]) == 2
     assert "--devices takes a positive device count" in capsys.readouterr().err
 
 

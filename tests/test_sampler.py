@@ -17,6 +17,7 @@ from starjax.model import layers
 from starjax.model.transformer import create_model
 from starjax.sampling.engine import Sampler
 from starjax.sampling.strategies import SamplingSettings, choose_tokens, sample_categorical
+from starjax.schema import MeshConfig
 from starjax.sentencepiece_tokenizer import train_tokenizer
 
 PROMPTS = ["Input:\n1 2 + 3 4", "Input:\n9 9 9 + 1\nTarget:", "7", "Input:\n5 0 5 + 5 5 5\nTarget:\n<scratch>"]
@@ -181,6 +182,61 @@ def test_sharded_greedy_equals_single_device(cfg, tok, out_major, monkeypatch):
         model = create_model(cfg.model, make_rules(shape), seed=2)
         outs.append([c.tokens for c in greedy(Sampler(model, tok, cfg.sampler))])
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("engine", ["fixed", "continuous"])
+def test_a_sampler_mesh_of_its_own_draws_the_same_tokens(cfg, tok, engine):
+    """sampler.mesh: a model trained on one device samples on all eight, also after `update`;
+    the weights it is handed stay on their own mesh. Split rows are the same computation, but a
+    product over fewer rows may round differently in the last bits (its kernel is chosen by
+    size), so log-probs agree closely and tokens all but always exactly (here: exactly)."""
+    one = dataclasses.replace(cfg.sampler, engine=engine, batch_size=16)  # 8 prompts x 2 samples a call
+    split = dataclasses.replace(one, mesh=MeshConfig(data=-1))
+    draw = dict(temperature=1.0, num_samples=2, seed=5)
+    for seed in (0, 1):
+        model = create_model(cfg.model, make_rules(), seed=seed)
+        if seed == 0:
+            own = Sampler(model, tok, split)
+        else:
+            own.update(model)
+        assert own.params["embed"][...].sharding.mesh.size == 8 and model.embed[...].sharding.mesh.size == 1
+        got = own.generate(PROMPTS * 2, **draw)
+        want = Sampler(model, tok, one).generate(PROMPTS * 2, **draw)
+        assert [[c.tokens for c in row] for row in got] == [[c.tokens for c in row] for row in want]
+        for a, b in zip(got, want):
+            for x, y in zip(a, b):
+                np.testing.assert_allclose(x.logprobs, y.logprobs, rtol=1e-5, atol=1e-5)
+    assert len({tuple(c.tokens) for row in got for c in row}) > 1  # real samples, not one greedy row
+
+
+@pytest.mark.parametrize("replica_mesh", [None, MeshConfig(data=2)])
+def test_replicas_draw_the_same_samples_bit_for_bit(cfg, tok, replica_mesh):
+    """sampler.replicas: copies of the model on their own devices, each running whole batches,
+    give every token and log-prob of one copy exactly (each runs the programs one copy would),
+    also after `update`, with every replica used."""
+    one = dataclasses.replace(cfg.sampler, engine="fixed", mesh=replica_mesh)
+    copies = dataclasses.replace(one, replicas=4 if replica_mesh is None else 2)
+    prompts = [f"Input:\n{i} {i + 3} + {i % 7}" for i in range(40)]  # 20 batches of 2 prompts
+    draw = dict(temperature=1.0, num_samples=4, seed=7)
+    for seed in (0, 1):
+        model = create_model(cfg.model, make_rules(), seed=seed)
+        if seed == 0:
+            many = Sampler(model, tok, copies)
+        else:
+            many.update(model)
+        got, want = many.generate(prompts, **draw), Sampler(model, tok, one).generate(prompts, **draw)
+        assert [[(c.tokens, c.logprobs) for c in row] for row in got] == [[(c.tokens, c.logprobs) for c in row] for row in want]
+    assert {key[0] for key in many._programs} == set(range(copies.replicas))
+    assert [m.devices.size for m in (r.mesh for r in many.meshes)] == [1 if replica_mesh is None else 2] * copies.replicas
+
+
+def test_replicas_need_the_fixed_engine_and_stay_as_built(cfg, tok, sampler):
+    with pytest.raises(ConfigError, match="sampler.replicas=2 needs sampler.engine=fixed"):
+        Sampler(create_model(cfg.model, make_rules(), seed=0), tok, dataclasses.replace(cfg.sampler, replicas=2))
+    with pytest.raises(ConfigError, match="sampler.replicas=0 must be >= 1"):
+        sampler.generate(PROMPTS, replicas=0)
+    with pytest.raises(ConfigError, match="sampler.mesh and sampler.replicas are fixed when the sampler is built"):
+        sampler.generate(PROMPTS, engine="fixed", replicas=2)
 
 
 @pytest.mark.parametrize(

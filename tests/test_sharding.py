@@ -10,10 +10,11 @@ from conftest import make_rules
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from starjax.config import load_config
 from starjax.errors import ConfigError
 from starjax.model.kv_cache import KVCache
 from starjax.model.transformer import create_model
-from starjax.runtime import build_mesh, mesh_shape, setup_runtime
+from starjax.runtime import build_mesh, mesh_shape, sampler_rules, setup_runtime, start
 from starjax.schema import MeshConfig, RuntimeConfig
 
 # What the default rules must give on a data x fsdp x tensor mesh (a golden table: a change
@@ -121,6 +122,38 @@ def test_mesh_shape_resolution():
         mesh_shape(MeshConfig(data=2, fsdp=2, tensor=1), 8)
     with pytest.raises(ConfigError, match="not divisible"):
         mesh_shape(MeshConfig(data=-1, fsdp=3, tensor=1), 8)
+    with pytest.raises(ConfigError, match="at most one of sampler.mesh.data, sampler.mesh.fsdp, sampler.mesh.tensor may be -1"):
+        load_config(None, ["sampler.mesh.fsdp=-1"])  # data is -1 by default
+
+
+def test_generation_meshes_let_the_trainer_take_fewer_devices():
+    """With sampler.mesh or sampler.replicas, the trainer's mesh and generation's each take the
+    first devices they need (replica r the r-th group); together they must use all."""
+    rules = start(load_config(None, ["mesh.data=2", "sampler.mesh.data=-1"]))
+    assert list(rules.mesh.devices.flat) == jax.devices()[:2]
+    (whole,) = sampler_rules(load_config(None, ["sampler.mesh.data=1", "sampler.mesh.fsdp=-1"]).sampler, rules)
+    assert whole.mesh.shape["fsdp"] == 8
+    replicas = sampler_rules(
+        load_config(None, ["sampler.engine=fixed", "sampler.replicas=4"]).sampler, rules
+    )  # the trainer's 2-device shape
+    assert [list(r.mesh.devices.flat) for r in replicas] == [jax.devices()[i : i + 2] for i in (0, 2, 4, 6)]
+    assert all(r.rules == rules.rules and r.mesh.shape == rules.mesh.shape for r in replicas)
+    shared = sampler_rules(
+        load_config(
+            None, ["sampler.engine=fixed", "sampler.replicas=2", "sampler.mesh.data=1", "sampler.mesh.tensor=-1"]
+        ).sampler,
+        rules,
+    )
+    assert [r.mesh.shape["tensor"] for r in shared] == [4, 4]
+    assert start(load_config(None, ["mesh.data=1", "sampler.engine=fixed", "sampler.replicas=8"])).mesh.size == 1
+    with pytest.raises(ConfigError, match="mesh 1x1x1 needs 1 devices but 8 are available"):
+        start(load_config(None, ["mesh.data=1"]))  # without either, every device is the trainer's
+    with pytest.raises(ConfigError, match=r"mesh uses 2 and generation \(sampler.mesh x sampler.replicas\) 4 of the 8"):
+        start(load_config(None, ["mesh.data=2", "sampler.mesh.data=4"]))
+    with pytest.raises(ConfigError, match="sampler.mesh 16x1x1 needs 16 devices but 8 are available; change sampler.mesh"):
+        start(load_config(None, ["mesh.data=1", "sampler.mesh.data=16"]))
+    with pytest.raises(ConfigError, match="sampler.replicas=5 of 2 device.s. each need 10, but 8 are available"):
+        start(load_config(None, ["mesh.data=2", "sampler.engine=fixed", "sampler.replicas=5"]))
 
 
 def test_build_mesh_uses_all_devices_by_default():

@@ -11,6 +11,8 @@ row count), counted in `compilations`.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -60,19 +62,31 @@ class Sampler:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.model_cfg = model.cfg
-        self.rules = sampler_rules(cfg, model.rules)
-        self.graphdef, self.params = nnx.split(with_rules(model, self.rules))
+        # One (graphdef, params) per replica, each on its own mesh; replica 0 serves the
+        # continuous engine and the API (self.graphdef, self.params, self.rules).
+        self.meshes = sampler_rules(cfg, model.rules)
+        self._replicas = [nnx.split(with_rules(model, rules)) for rules in self.meshes]
+        self.rules = self.meshes[0]
         mesh = self.rules.mesh.shape
         self.data_parallel = mesh["data"] * mesh["fsdp"]
         self.compilations = 0
-        self._programs: dict[tuple, Any] = {}  # fixed: one jitted function; continuous: a dict of them
-        # One donated cache buffer, reused while consecutive calls share its shape. Only one
-        # is kept: for a large model each bucket's cache can take gigabytes.
-        self._cache: tuple[tuple[int, int], KVCache] | None = None
+        self._count_lock = threading.Lock()  # replicas trace their programs in threads of their own
+        self._programs: dict[tuple, Any] = {}  # fixed: a jitted function per replica; continuous: a dict of them
+        # Per replica, one donated cache buffer, reused while consecutive calls share its shape.
+        # Only one is kept: for a large model each bucket's cache can take gigabytes.
+        self._cache: dict[int, tuple[tuple[int, int], KVCache]] = {}
+
+    @property
+    def graphdef(self) -> nnx.GraphDef:
+        return self._replicas[0][0]
+
+    @property
+    def params(self) -> nnx.State:
+        return self._replicas[0][1]
 
     def update(self, model: Transformer) -> None:
         """Uses `model`'s weights from now on (same architecture, so compiled programs are kept)."""
-        self.params = nnx.state(with_rules(model, self.rules))
+        self._replicas = [(g, nnx.state(with_rules(model, rules))) for (g, _), rules in zip(self._replicas, self.meshes)]
 
     def settings(self, **overrides) -> SamplerConfig:
         try:
@@ -80,6 +94,8 @@ class Sampler:
         except TypeError as e:
             raise ConfigError(f"unknown sampler setting: {e}") from None
         validate_sampler(cfg)
+        if (cfg.mesh, cfg.replicas) != (self.cfg.mesh, self.cfg.replicas):
+            raise ConfigError("sampler.mesh and sampler.replicas are fixed when the sampler is built; build another Sampler")
         check_sample_rows(cfg.batch_size, cfg.num_samples, self.data_parallel)
         return cfg
 
@@ -133,7 +149,7 @@ class Sampler:
     def _continuous(self, prompts, limits, buckets, seed, cfg, settings, cap, on_prompt_done) -> list[list[Completion]]:
         k = cfg.num_samples
         slots, group = self.slot_plan(cfg, len(prompts))
-        self._cache = None  # the fixed path's buffer: free it while the slots live
+        self._cache = {}  # the fixed path's buffers: free them while the slots live
         rows = run_queue(
             self.continuous_programs(cfg),
             self.params,
@@ -182,7 +198,20 @@ class Sampler:
 
         results: list[list[Completion]] = [[] for _ in prompts]
         base_key = jax.random.key(seed)
-        for chunk_index, (bucket, members) in enumerate(chunks):
+        todo = iter(enumerate(chunks))
+        lock = threading.Lock()
+
+        def serve(replica: int) -> None:
+            """Replica `replica` takes the next chunk until none is left; a chunk's samples
+            depend on its index and contents only, never on which replica ran it."""
+            while True:
+                with lock:
+                    chunk_index, (bucket, members) = next(todo, (None, (None, None)))
+                if chunk_index is None:
+                    return
+                run_chunk(replica, chunk_index, bucket, members)
+
+        def run_chunk(replica: int, chunk_index: int, bucket: int, members: list[int]) -> None:
             rows = self._prompt_rows(len(members), per_call)
             tokens = np.full((rows, bucket), self.tokenizer.pad_id, np.int32)
             plen = np.zeros((rows,), np.int32)
@@ -190,7 +219,8 @@ class Sampler:
             for r, i in enumerate(members):
                 tokens[r, bucket - lengths[i] :] = prompts[i]
                 plen[r], row_limits[r] = lengths[i], limits[i]
-            out = self._run(tokens, plen, row_limits, jax.random.fold_in(base_key, chunk_index), settings, cap, cfg)
+            key = jax.random.fold_in(base_key, chunk_index)
+            out = self._run(replica, tokens, plen, row_limits, key, settings, cap, cfg)
             for r, i in enumerate(members):
                 results[i] = [
                     self._completion(
@@ -198,7 +228,15 @@ class Sampler:
                     )
                     for row in range(r * cfg.num_samples, (r + 1) * cfg.num_samples)
                 ]
-            on_prompt_done(len(members))
+            with lock:
+                on_prompt_done(len(members))
+
+        if len(self.meshes) == 1:
+            serve(0)
+        else:  # a thread per replica: XLA runs each call with the GIL released
+            with ThreadPoolExecutor(len(self.meshes)) as pool:
+                for done in [pool.submit(serve, r) for r in range(len(self.meshes))]:
+                    done.result()
         return results
 
     def _prompt_rows(self, count: int, per_call: int) -> int:
@@ -206,15 +244,17 @@ class Sampler:
         dp = self.data_parallel
         return min(dp * _next_pow2(-(-count // dp)), per_call)
 
-    def _run(self, tokens, plen, row_limits, key, settings, cap, cfg) -> Generation:
+    def _run(self, replica: int, tokens, plen, row_limits, key, settings, cap, cfg) -> Generation:
         rows = tokens.shape[0] * cfg.num_samples
         cache_key = (rows, tokens.shape[1] + cap)
-        program_key = (cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
+        program_key = (replica, cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
+        graphdef, params = self._replicas[replica]
+        rules = self.meshes[replica]
         if program_key not in self._programs:
             self._programs[program_key] = compile_generate(
-                self.graphdef,
-                self.params,
-                self.rules,
+                graphdef,
+                params,
+                rules,
                 self.model_cfg.num_layers,
                 max_new_cap=cap,
                 num_samples=cfg.num_samples,
@@ -223,21 +263,19 @@ class Sampler:
                 on_compile=self._count_compile,
                 fuse_weights=cfg.fuse_weights,
             )
-        if self._cache is not None and self._cache[0] == cache_key:
-            cache = self._cache[1]
-        else:
-            self._cache = None  # free the old buffer before allocating the new one
-            cache = KVCache.init(self.model_cfg, self.rules, *cache_key)
+        held = self._cache.pop(replica, None)  # free an old buffer before allocating the new one
+        cache = held[1] if held is not None and held[0] == cache_key else KVCache.init(self.model_cfg, rules, *cache_key)
         # Each process supplies only its devices' rows, and every process gets every result back.
-        tokens = multihost.global_array(tokens, self.rules.sharding(("batch", None)))
-        plen = multihost.global_array(plen, self.rules.sharding(("batch",)))
-        row_limits = multihost.global_array(row_limits, self.rules.sharding(("batch", None)))
-        out, cache = self._programs[program_key](self.params, cache, tokens, plen, row_limits, key, settings)
-        self._cache = (cache_key, cache)  # donated in, handed back
+        tokens = multihost.global_array(tokens, rules.sharding(("batch", None)))
+        plen = multihost.global_array(plen, rules.sharding(("batch",)))
+        row_limits = multihost.global_array(row_limits, rules.sharding(("batch", None)))
+        out, cache = self._programs[program_key](params, cache, tokens, plen, row_limits, key, settings)
+        self._cache[replica] = (cache_key, cache)  # donated in, handed back
         return multihost.to_host(out)
 
     def _count_compile(self) -> None:
-        self.compilations += 1
+        with self._count_lock:
+            self.compilations += 1
 
     def _completion(self, tokens: np.ndarray, logprobs: np.ndarray, stopped: bool) -> Completion:
         ids = [int(t) for t in tokens]

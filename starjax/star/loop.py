@@ -111,7 +111,7 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     setup = prepare(cfg, allow_config_change)  # every usage error, before any compute
     ref = load_reference(reference) if reference is not None else None
     rules = runtime.start(cfg)
-    generation = runtime.sampler_rules(cfg.sampler, rules).mesh.shape
+    generation = runtime.sampler_rules(cfg.sampler, rules)[0].mesh.shape
     validate_star_sampling(cfg, generation["data"] * generation["fsdp"])  # still before any compute
     lead = multihost.is_lead()
     run_dir = setup.run_dir
