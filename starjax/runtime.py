@@ -62,16 +62,16 @@ def mesh_shape(cfg: MeshConfig, num_devices: int, partial: bool = False, key: st
     return tuple(sizes)  # type: ignore[return-value]
 
 
-def build_mesh(cfg: MeshConfig, devices: list | None = None, partial: bool = False, key: str = "mesh") -> Mesh:
+def build_mesh(cfg: MeshConfig, devices: list | None = None, partial: bool = False) -> Mesh:
     """A ("data", "fsdp", "tensor") mesh over `devices` (default: all devices of all processes;
     with `partial`, the first ones it needs)."""
     axis_types = (AxisType.Auto,) * len(MESH_AXES)
     if devices is None:
-        shape = mesh_shape(cfg, jax.device_count(), partial, key)
+        shape = mesh_shape(cfg, jax.device_count(), partial)
         if math.prod(shape) == jax.device_count():
             return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types)
         devices = jax.devices()
-    shape = mesh_shape(cfg, len(devices), partial, key)
+    shape = mesh_shape(cfg, len(devices), partial)
     return Mesh(np.asarray(devices[: math.prod(shape)]).reshape(shape), MESH_AXES, axis_types=axis_types)
 
 
