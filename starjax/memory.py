@@ -22,7 +22,7 @@ from starjax.model import splash
 from starjax.model.kv_cache import KV_NAMES, SLOT_NAMES
 from starjax.model.layers import dtype_of, head_dim_of
 from starjax.model.transformer import abstract_model
-from starjax.runtime import MESH_AXES, mesh_shape
+from starjax.runtime import MESH_AXES, axes_text, mesh_shape
 from starjax.sampling.engine import new_token_cap
 from starjax.schema import Config, MeshConfig
 from starjax.sharding import AxisRules, Names
@@ -181,7 +181,7 @@ def _bytes_per_token(cfg: Config, tensor: int, mlp_shards: int, vocab_shards: in
 
 def format_memory(est: MemoryEstimate, cfg: Config) -> str:
     """The table `starjax info --memory` prints."""
-    mesh = _axes(est.mesh)
+    mesh = axes_text(est.mesh)
     t, s = cfg.train, cfg.sampler
     what = [
         ("parameters", est.params, f"{cfg.model.param_dtype}" + (f" + LoRA rank {t.lora_rank} adapters" if t.lora_rank else "")),
@@ -222,12 +222,8 @@ def format_memory(est: MemoryEstimate, cfg: Config) -> str:
 
 def _generation_note(est: MemoryEstimate, cfg: Config) -> str:
     s = cfg.sampler
-    where = f", on sampler.mesh {_axes(est.generate_mesh)}" if s.mesh else ""
+    where = f", on sampler.mesh {axes_text(est.generate_mesh)}" if s.mesh else ""
     return "total" + where + (f", each of {s.replicas} replicas" if s.replicas > 1 else "")
-
-
-def _axes(sizes: dict[str, int]) -> str:
-    return " x ".join(f"{a}={n}" for a, n in sizes.items())
 
 
 def _size(n: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -65,14 +65,18 @@ def mesh_shape(cfg: MeshConfig, num_devices: int, partial: bool = False, key: st
 def build_mesh(cfg: MeshConfig, devices: list | None = None, partial: bool = False) -> Mesh:
     """A ("data", "fsdp", "tensor") mesh over `devices` (default: all devices of all processes;
     with `partial`, the first ones it needs)."""
-    axis_types = (AxisType.Auto,) * len(MESH_AXES)
     if devices is None:
         shape = mesh_shape(cfg, jax.device_count(), partial)
         if math.prod(shape) == jax.device_count():
-            return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types)
+            return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
         devices = jax.devices()
-    shape = mesh_shape(cfg, len(devices), partial)
-    return Mesh(np.asarray(devices[: math.prod(shape)]).reshape(shape), MESH_AXES, axis_types=axis_types)
+    return _mesh_over(devices, mesh_shape(cfg, len(devices), partial))
+
+
+def _mesh_over(devices: Sequence, shape: tuple[int, ...]) -> Mesh:
+    """A mesh of `shape` over the first devices of `devices`."""
+    grid = np.asarray(devices[: math.prod(shape)]).reshape(shape)
+    return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
 def sampler_rules(cfg: SamplerConfig, trainer: AxisRules) -> list[AxisRules]:
@@ -93,21 +97,21 @@ def sampler_rules(cfg: SamplerConfig, trainer: AxisRules) -> list[AxisRules]:
             f"sampler.replicas={cfg.replicas} of {n} device(s) each need {n * cfg.replicas}, but {len(devices)} are "
             "available; lower sampler.replicas or the replica's mesh (sampler.mesh, else mesh)"
         )
-    axis_types = (AxisType.Auto,) * len(MESH_AXES)
-    return [
-        AxisRules(Mesh(np.asarray(devices[r * n : (r + 1) * n]).reshape(shape), MESH_AXES, axis_types=axis_types), rules)
-        for r in range(cfg.replicas)
-    ]
+    return [AxisRules(_mesh_over(devices[r * n :], shape), rules) for r in range(cfg.replicas)]
+
+
+def axes_text(sizes: Mapping[str, int]) -> str:
+    """Mesh axis sizes as `starjax info` prints them: "data=2 x fsdp=1 x tensor=1"."""
+    return " x ".join(f"{name}={size}" for name, size in sizes.items())
 
 
 def describe_runtime(mesh: Mesh, sampler_meshes: Sequence[Mesh] = ()) -> list[tuple[str, str]]:
     """Key facts about this process and the mesh (and generation's, when it has its own), for
     `starjax info` and run logs."""
     devices = jax.devices()
-    shape = " x ".join(f"{name}={size}" for name, size in mesh.shape.items())
     sampler = []
     if sampler_meshes:
-        one = " x ".join(f"{n}={size}" for n, size in sampler_meshes[0].shape.items())
+        one = axes_text(sampler_meshes[0].shape)
         copies = f"{len(sampler_meshes)} replicas, each " if len(sampler_meshes) > 1 else ""
         sampler = [("sampler", f"{copies}{one}")]
     return [
@@ -115,7 +119,7 @@ def describe_runtime(mesh: Mesh, sampler_meshes: Sequence[Mesh] = ()) -> list[tu
         ("backend", jax.default_backend()),
         ("devices", f"{len(devices)} x {devices[0].device_kind} ({jax.local_device_count()} local)"),
         ("process", f"{jax.process_index()} of {jax.process_count()}"),
-        ("mesh", shape),
+        ("mesh", axes_text(mesh.shape)),
         *sampler,
         ("host malloc", "scratch memory reused (starjax/host_memory.py)" if host_memory.is_tuned() else "glibc defaults"),
     ]

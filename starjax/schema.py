@@ -169,8 +169,8 @@ class SamplerConfig:
     # a time; 0 = batch_size // 4.
     refill_rows: int = 0
     # A mesh of generation's own (e.g. data: -1, every device), over the first devices it needs;
-    # the trainer's `mesh` may then use fewer. null: the trainer's mesh. Rows are independent, so
-    # splitting them over more devices draws the same samples (docs/sharding.md).
+    # the trainer's `mesh` may then use fewer. null: the trainer's mesh. Rows split over more
+    # devices can round differently in the last bits (docs/sampling.md); replicas do not.
     mesh: Optional[MeshConfig] = None
     # Copies of the model that generate whole batches at once, each on its own devices (replica r
     # takes the r-th group of sampler.mesh's size, else of the trainer's mesh's): each runs the

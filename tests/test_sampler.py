@@ -184,6 +184,19 @@ def test_sharded_greedy_equals_single_device(cfg, tok, out_major, monkeypatch):
     assert outs[0] == outs[1]
 
 
+def built_then_updated(cfg, tok, sampler_cfg):
+    """(one-device model, sampler of `sampler_cfg`): a sampler built with a model of seed 0, then
+    the same sampler updated to a model of seed 1."""
+    sampler = None
+    for seed in (0, 1):
+        model = create_model(cfg.model, make_rules(), seed=seed)
+        if sampler is None:
+            sampler = Sampler(model, tok, sampler_cfg)
+        else:
+            sampler.update(model)
+        yield model, sampler
+
+
 @pytest.mark.parametrize("engine", ["fixed", "continuous"])
 def test_a_sampler_mesh_of_its_own_draws_the_same_tokens(cfg, tok, engine):
     """sampler.mesh: a model trained on one device samples on all eight, also after `update`;
@@ -193,12 +206,7 @@ def test_a_sampler_mesh_of_its_own_draws_the_same_tokens(cfg, tok, engine):
     one = dataclasses.replace(cfg.sampler, engine=engine, batch_size=16)  # 8 prompts x 2 samples a call
     split = dataclasses.replace(one, mesh=MeshConfig(data=-1))
     draw = dict(temperature=1.0, num_samples=2, seed=5)
-    for seed in (0, 1):
-        model = create_model(cfg.model, make_rules(), seed=seed)
-        if seed == 0:
-            own = Sampler(model, tok, split)
-        else:
-            own.update(model)
+    for model, own in built_then_updated(cfg, tok, split):
         assert own.params["embed"][...].sharding.mesh.size == 8 and model.embed[...].sharding.mesh.size == 1
         got = own.generate(PROMPTS * 2, **draw)
         want = Sampler(model, tok, one).generate(PROMPTS * 2, **draw)
@@ -218,12 +226,7 @@ def test_replicas_draw_the_same_samples_bit_for_bit(cfg, tok, replica_mesh):
     copies = dataclasses.replace(one, replicas=4 if replica_mesh is None else 2)
     prompts = [f"Input:\n{i} {i + 3} + {i % 7}" for i in range(40)]  # 20 batches of 2 prompts
     draw = dict(temperature=1.0, num_samples=4, seed=7)
-    for seed in (0, 1):
-        model = create_model(cfg.model, make_rules(), seed=seed)
-        if seed == 0:
-            many = Sampler(model, tok, copies)
-        else:
-            many.update(model)
+    for model, many in built_then_updated(cfg, tok, copies):
         got, want = many.generate(prompts, **draw), Sampler(model, tok, one).generate(prompts, **draw)
         assert [[(c.tokens, c.logprobs) for c in row] for row in got] == [[(c.tokens, c.logprobs) for c in row] for row in want]
     assert {key[0] for key in many._programs} == set(range(copies.replicas))
