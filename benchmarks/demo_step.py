@@ -45,6 +45,8 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
             f"train.seq_len={seq_len}",
             f"runtime.num_cpu_devices={devices}",
             f"mesh.data={devices}",
+            # one program over `devices` (the demo's copies per device are `--devices 1`, run twice)
+            "sampler.replicas=1",
             "sampler.progress=false",
         ],
     )

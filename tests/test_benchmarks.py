@@ -1,4 +1,4 @@
-"""benchmarks/device.py runs on whatever JAX sees (here a CPU, at its reduced size); benchmarks/demo_step.py's floor and its bad input."""
+"""benchmarks/device.py runs on whatever JAX sees (here a CPU, at its reduced size); benchmarks/demo_step.py runs with the shipped demo config, and its floor and bad input."""
 
 import importlib.util
 import json
@@ -63,3 +63,16 @@ def test_demo_step_rejects_a_run_directory_without_samples(tmp_path):
     )
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().count("\n") == 0 and "give a STaR run directory" in p.stderr
+
+
+def test_demo_step_measures_the_shipped_demo_config_on_one_and_two_devices():
+    """Each measurement loads configs/demo.yaml with its device count overridden: a demo setting
+    that needs more devices (sampler.replicas) must not stop the benchmark from running."""
+    script = str(ROOT / "benchmarks" / "demo_step.py")
+    for kind, devices in (("train", "1"), ("generate", "2")):
+        p = subprocess.run(
+            [sys.executable, script, "--one", kind, "104", devices, "--repeats", "1"], capture_output=True, text=True, timeout=600
+        )
+        assert p.returncode == 0, p.stderr[-2000:]
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        assert len(out["seconds"]) == 1 and out["seconds"][0] > 0 and out["flops"] > 0
