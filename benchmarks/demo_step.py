@@ -8,7 +8,10 @@ Train steps and sampler calls also get their rate in GFLOP/s (XLA's count of the
 step; for a sampler call, of its decode steps), next to the machine's float32 matmul peak
 (`benchmarks/machine.py`), and the last lines are the floor that peak puts under the demo's
 train steps (pre-training and all fine-tunes) and, given a finished demo run (`--run`), under
-its decoding: the time they would take if every step ran at the peak.
+its decoding: the time they would take if every step ran at the peak. With `--run`, the run's
+fine-tunes (metrics.jsonl) are also set beside as many steps at the measured median: the share of
+their time spent outside the step (data, optimizer state, checkpoints, and the step running
+slower inside the run than alone).
 
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 112 104 --devices 1 2
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --run runs/demo
@@ -141,6 +144,15 @@ def _generated_tokens(run: Path) -> int:
     return total
 
 
+def _fine_tunes(run: Path) -> tuple[float, int]:
+    """(seconds, train steps) of a STaR run's fine-tunes, from its metrics.jsonl."""
+    from starjax.run_dir import RunDir
+
+    lines = [json.loads(line) for line in RunDir.at(run).metrics.open() if line.strip()]
+    done = [m for m in lines if m.get("train_steps")]
+    return sum(m["seconds"]["train"] for m in done), sum(m["train_steps"] for m in done)
+
+
 def _xla_flops(compiled) -> float:
     analysis = compiled.cost_analysis()
     return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
@@ -172,6 +184,14 @@ def _floor(matmul_rate: float, flops: dict, seconds: dict, per_token: float | No
             f"{decode / 1e12:.1f} TFLOP, at least {decode / matmul_rate:.0f} s; train steps and decoding "
             f"together at least {(train + decode) / matmul_rate:.0f} s."
         )
+        took, done = _fine_tunes(run)
+        if done:
+            alone = done * seconds[fine]
+            lines.append(
+                f"Its fine-tunes: {took:.0f} s for {done:,} steps ({1e3 * took / done:.0f} ms a step), against "
+                f"{alone:.0f} s for as many steps alone at the median above: {100 * (took - alone) / took:.0f}% of "
+                "their time is not the step itself (meaningful for a run made on this machine at a similar hour)."
+            )
     return "\n".join(lines)
 
 
@@ -180,7 +200,11 @@ def main() -> int:
     parser.add_argument("--seq-len", type=int, nargs="+", default=[128, 104], help="train row lengths")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2], help="CPU device counts")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--run", type=Path, help="a finished demo run directory: add its decoding to the floor")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        help="a finished demo run directory: add its decoding to the floor and set its fine-tunes beside the measured step",
+    )
     parser.add_argument("--one", nargs=3, metavar=("KIND", "SEQ_LEN", "DEVICES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

@@ -50,8 +50,14 @@ def test_demo_step_floor_follows_the_demo_schedule(tmp_path):
     tokenizer = spm.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
     expected = sum(len(tokenizer.encode(s)) + 1 for s in ["1 2 + 3 4", "4 6", "4 6"])
     assert demo_step._generated_tokens(tmp_path) == expected
+    lines = [{"iteration": 0}, {"iteration": 1, "train_steps": 40, "seconds": {"train": 10.0}}]
+    lines.append({"iteration": 2, "train_steps": 60, "seconds": {"train": 15.0}})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     with_run = demo_step._floor(1e11, {128: 2e10, 104: 1.6e10}, {128: 0.3, 104: 0.2}, 1e6, tmp_path)
     assert f"({expected:,} generated tokens at 1.00 MFLOP each)" in with_run
+    # 100 steps in 25 s against 100 x 0.2 s alone: a fifth of the time is not the step
+    assert "Its fine-tunes: 25 s for 100 steps (250 ms a step), against 20 s for as many steps alone" in with_run
+    assert ": 20% of their time is not the step itself" in with_run
 
 
 def test_demo_step_rejects_a_run_directory_without_samples(tmp_path):
