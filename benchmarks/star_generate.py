@@ -4,7 +4,8 @@ Workloads, the same prompts for every engine:
 - `demo`: `make demo`'s generation phase: the configs/demo.yaml base policy (RUN_DIR/base of
   --demo-run-dir, default runs/demo; pre-trained there from the seed data if absent, about 4
   minutes), its 1,000 training questions x 8 samples at temperature 1, at most 128 new tokens,
-  stop at EOS, 128 rows at a time.
+  stop at EOS, 128 rows at a time, on one CPU device (the demo runs one model copy per device,
+  `sampler.replicas`, each with these programs).
 - `fewshot`: GSM8K-shaped, random weights (`tiny`, `small` presets): a 600-token prefix every
   prompt shares and a 40-token question, 32 questions x 4 samples at temperature 1, 32 rows at a
   time; each row stops at a length drawn from a fixed seeded distribution (mean ~100, max 256),
@@ -88,7 +89,10 @@ def demo_workload(run_dir: str):
     from starjax.star.protocols import Context
     from starjax.star.setup import build_plugins, prepare
 
-    cfg = load_config(str(ROOT / "configs/demo.yaml"), [f"run_dir={run_dir}", "sampler.progress=false"])
+    # one device and one model copy, like every other engine here: the demo runs a copy per
+    # device (sampler.replicas), each these same programs (docs/sampling.md)
+    one_device = ["runtime.num_cpu_devices=1", "sampler.replicas=1"]
+    cfg = load_config(str(ROOT / "configs/demo.yaml"), [f"run_dir={run_dir}", "sampler.progress=false", *one_device])
     setup = prepare(cfg, allow_config_change=True)
     rules = start(cfg)
     setup.run_dir.root.mkdir(parents=True, exist_ok=True)

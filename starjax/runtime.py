@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -25,19 +25,30 @@ def setup_runtime(cfg: RuntimeConfig) -> None:
     """Applies the host allocator, platform and fake-device settings; a no-op when they already hold."""
     host_memory.apply(cfg.host_malloc, cfg.platform)
     if cfg.platform is not None and jax.config.jax_platforms != cfg.platform:
-        _update_before_start("jax_platforms", cfg.platform, f"runtime.platform={cfg.platform}")
+        _update_before_start(
+            "jax_platforms", cfg.platform, f"runtime.platform={cfg.platform}", lambda: jax.default_backend() == cfg.platform
+        )
     if cfg.num_cpu_devices and jax.config.jax_num_cpu_devices != cfg.num_cpu_devices:
-        _update_before_start("jax_num_cpu_devices", cfg.num_cpu_devices, f"runtime.num_cpu_devices={cfg.num_cpu_devices}")
+        _update_before_start(
+            "jax_num_cpu_devices",
+            cfg.num_cpu_devices,
+            f"runtime.num_cpu_devices={cfg.num_cpu_devices}",
+            lambda: len(jax.devices("cpu")) == cfg.num_cpu_devices,
+        )
     if host_memory.is_tuned():
         # the train loop waits for every step anyway; run synchronously, an execution frees its
         # scratch buffer before the next allocates one, so the heap keeps one of them, not two
         jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
-def _update_before_start(flag: str, value: object, what: str) -> None:
+def _update_before_start(flag: str, value: object, what: str, holds: Callable[[], bool]) -> None:
+    """Sets a flag JAX reads when it starts; once started, fine if the running JAX already
+    `holds` the setting (e.g. one CPU device, JAX's default, started before the config was read)."""
     try:
         jax.config.update(flag, value)
     except RuntimeError:
+        if holds():
+            return
         raise ConfigError(f"{what} must be applied before JAX starts; set it in the config, not after using JAX") from None
 
 

@@ -1,6 +1,9 @@
 """Sharded == single device, parameter shardings follow the rules, mesh construction."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -166,3 +169,27 @@ def test_device_count_cannot_change_after_start():
     setup_runtime(RuntimeConfig(num_cpu_devices=8))  # already true: no-op
     with pytest.raises(ConfigError, match="must be applied before JAX starts"):
         setup_runtime(RuntimeConfig(num_cpu_devices=4))
+
+
+def test_a_setting_the_started_jax_already_has_is_accepted():
+    """A process that used JAX before reading its config (a benchmark timing the machine first)
+    started it with one CPU device, JAX's default: a config asking for one must not fail."""
+    code = (
+        "import jax; jax.devices()\n"
+        "from starjax.errors import ConfigError\n"
+        "from starjax.runtime import setup_runtime\n"
+        "from starjax.schema import RuntimeConfig\n"
+        "setup_runtime(RuntimeConfig(num_cpu_devices=1, platform='cpu'))\n"
+        "try:\n"
+        "    setup_runtime(RuntimeConfig(num_cpu_devices=2))\n"
+        "except ConfigError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "JAX_PLATFORMS": "cpu"}, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == (
+        "refused: runtime.num_cpu_devices=2 must be applied before JAX starts; set it in the config, not after using JAX"
+    )
