@@ -109,6 +109,11 @@ class RunDir:
     def warm(self) -> Path:
         return self.root / "warm"
 
+    @property
+    def below(self) -> Path:
+        """The last pre-training check's weights below the bar (pretrain.stop_before)."""
+        return self.root / "pretrain_below"
+
     def pretrain_checkpoints(self, stage: str) -> Path:
         """`pretrain` or `pretrain_warm`."""
         return self.root / stage

@@ -274,6 +274,9 @@ class PretrainConfig:
     stop_accuracy: float = 0.5
     stop_every: int = 100
     stop_questions: int = 100
+    # true: the base is the last check's weights below the bar, not the first that reaches it:
+    # a base that cannot yet do stop_difficulty, the situation STaR starts from (docs/star.md).
+    stop_before: bool = False
 
 
 @dataclass(frozen=True)

@@ -209,3 +209,5 @@ def validate_star(cfg: Config) -> None:
         raise ConfigError(f"pretrain.warm_learning_rate={p.warm_learning_rate} must be > 0 (or null: pretrain.learning_rate)")
     if p.stop_difficulty is not None and not (0 < p.stop_accuracy <= 1 and p.stop_every >= 1 and p.stop_questions >= 1):
         raise ConfigError("pretrain.stop_accuracy must be in (0, 1] and pretrain.stop_every and stop_questions >= 1")
+    if p.stop_before and p.stop_difficulty is None:
+        raise ConfigError("pretrain.stop_before=true needs pretrain.stop_difficulty: the bar it keeps the base below")

@@ -31,6 +31,9 @@ SMALL_DEMO = [
     "task.addition.test_size=16",
     "task.addition.seed_size=400",
     "pretrain.steps=40",
+    # the demo's stop at 5-digit sums, at the longest sums here: one check, at step 20
+    "pretrain.stop_difficulty=3",
+    "pretrain.stop_every=20",
     "train.batch_size=8",
     "train.checkpoint_every=4",
     "sampler.batch_size=32",

@@ -3,6 +3,8 @@ when it stops, and its bad input."""
 
 from pathlib import Path
 
+import jax
+import orbax.checkpoint as ocp
 import pytest
 from conftest import SMALL_DEMO
 
@@ -52,7 +54,7 @@ def _base(tmp_path: Path, monkeypatch, accuracies: list[float], *overrides: str)
 
 def test_pre_training_stops_at_the_first_check_that_reaches_the_bar(tmp_path, monkeypatch):
     stop = ["pretrain.stop_difficulty=2", "pretrain.stop_every=4", "pretrain.stop_accuracy=0.5", "pretrain.stop_questions=5"]
-    logs, asked = _base(tmp_path, monkeypatch, [0.0, 0.5], *stop)
+    logs, asked = _base(tmp_path, monkeypatch, [0.0, 0.5], *stop, "pretrain.stop_before=false")
     assert [line for line in logs if line.startswith("pre-train step")] == [
         "pre-train step 4: 0.000 on 5 training questions of difficulty 2",
         "pre-train step 8: 0.500 on 5 training questions of difficulty 2 >= 0.5: stopping here",
@@ -62,7 +64,9 @@ def test_pre_training_stops_at_the_first_check_that_reaches_the_bar(tmp_path, mo
 
 
 def test_a_bar_never_reached_pre_trains_every_step_without_checking_the_last(tmp_path, monkeypatch):
-    logs, asked = _base(tmp_path, monkeypatch, [0.1, 0.2], "pretrain.stop_difficulty=3", "pretrain.stop_every=5")
+    logs, asked = _base(
+        tmp_path, monkeypatch, [0.1, 0.2], "pretrain.stop_difficulty=3", "pretrain.stop_every=5", "pretrain.stop_accuracy=0.5"
+    )
     assert [line.split(":")[0] for line in logs if line.startswith("pre-train step")] == ["pre-train step 5", "pre-train step 10"]
     assert len(asked) == 2 and (tmp_path / "run" / "base").is_dir()
 
@@ -73,3 +77,52 @@ def test_a_difficulty_no_training_question_has_and_a_bad_bar_are_config_errors(t
     for bad in ("pretrain.stop_accuracy=0", "pretrain.stop_accuracy=1.5", "pretrain.stop_every=0", "pretrain.stop_questions=0"):
         with pytest.raises(ConfigError, match="pretrain.stop_accuracy must be in"):
             load_config(str(ROOT / "configs" / "demo.yaml"), ["pretrain.stop_difficulty=4", bad])
+    with pytest.raises(ConfigError, match="pretrain.stop_before=true needs pretrain.stop_difficulty"):
+        load_config(str(ROOT / "configs" / "demo.yaml"), ["pretrain.stop_before=true", "pretrain.stop_difficulty=null"])
+
+
+def _weights(run: Path) -> list:
+    """The saved base's arrays as nested lists, to compare bit for bit."""
+    with ocp.StandardCheckpointer() as ckptr:
+        return jax.tree.leaves(jax.tree.map(lambda a: a.tolist(), ckptr.restore((run / "base").absolute())))
+
+
+BELOW = [
+    "pretrain.stop_difficulty=2",
+    "pretrain.stop_every=3",
+    "pretrain.stop_accuracy=0.5",
+    "pretrain.stop_questions=5",
+    "pretrain.stop_before=true",
+]
+
+
+def test_stop_before_keeps_the_last_check_below_the_bar(tmp_path, monkeypatch):
+    logs, _ = _base(tmp_path / "a", monkeypatch, [0.0, 0.2, 0.5], *BELOW)
+    assert [line for line in logs if line.startswith("pre-train step")] == [
+        "pre-train step 3: 0.000 on 5 training questions of difficulty 2",
+        "pre-train step 6: 0.200 on 5 training questions of difficulty 2",
+        "pre-train step 9: 0.500 on 5 training questions of difficulty 2 >= 0.5: stopping; "
+        "the base is step 6's, the last check below it",
+    ]
+    # The same pre-training stopped at step 6 without stop_before: the same weights.
+    _base(tmp_path / "b", monkeypatch, [0.0, 0.5], *BELOW[:4], "pretrain.stop_before=false")
+    assert _weights(tmp_path / "a" / "run") == _weights(tmp_path / "b" / "run")
+    assert not (tmp_path / "a" / "run" / "pretrain_below").exists()
+
+
+def test_stop_before_resumed_after_a_crash_keeps_the_same_weights(tmp_path, monkeypatch):
+    # A checkpoint at step 6, then the process dies in the check at step 9 (evaluate() has no
+    # answer for it); the rerun resumes at 6 and reaches the bar at 9: the base is step 6's,
+    # whose check only the first process made.
+    every6 = ["train.checkpoint_every=6"]
+    with pytest.raises(IndexError):
+        _base(tmp_path / "a", monkeypatch, [0.0, 0.2], *BELOW, *every6)
+    logs, asked = _base(tmp_path / "a", monkeypatch, [0.5], *BELOW, *every6)
+    assert len(asked) == 1 and "the base is step 6's" in logs[-1]
+    _base(tmp_path / "b", monkeypatch, [0.0, 0.5], *BELOW[:4], "pretrain.stop_before=false")
+    assert _weights(tmp_path / "a" / "run") == _weights(tmp_path / "b" / "run")
+
+
+def test_stop_before_with_the_bar_reached_at_the_first_check_is_a_config_error(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"the first check \(step 3\) already reaches .* lower pretrain.stop_every"):
+        _base(tmp_path, monkeypatch, [0.9], *BELOW)

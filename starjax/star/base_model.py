@@ -71,14 +71,18 @@ def base_model(
             if lead:
                 shutil.rmtree(run_dir.pretrain_checkpoints("pretrain_warm"), ignore_errors=True)
                 run_dir.sync()
-    hook = {}
+    hook, stop = {}, None
     if p.stop_difficulty is not None:
-        hook = {"on_step": skill_stop(cfg, task, rollout, model, splits.train, tokenizer, log), "every": p.stop_every}
+        stop = SkillStop(cfg, task, rollout, model, splits.train, tokenizer, run_dir.below, log)
+        hook = {"on_step": stop, "every": p.stop_every}
     model = stage(task.seed_records(splits), p.steps, p.learning_rate, "pretrain", "pre-train", **hook)
+    if stop is not None and stop.reached and p.stop_before:
+        model = load_model(run_dir.below, cfg.model, rules, cfg.seed)
     save_params(run_dir.base, model, overwrite=True)
     if lead:
         shutil.rmtree(run_dir.pretrain_checkpoints("pretrain"), ignore_errors=True)
         shutil.rmtree(run_dir.warm, ignore_errors=True)
+        shutil.rmtree(run_dir.below, ignore_errors=True)
         run_dir.sync()
     return model
 
@@ -99,7 +103,7 @@ def pretrain(
 ) -> Transformer:
     """`model` after `steps` resumable steps (cosine from `learning_rate`) on `records`; `on_step`
     watches the weights as they train, each `every` steps those of that step exactly, and may
-    stop training there (skill_stop; scripts/pretrain_trace.py)."""
+    stop training there (SkillStop; scripts/pretrain_trace.py)."""
     p = cfg.pretrain
     seq_len = p.seq_len or cfg.train.seq_len
     examples, skipped = tokenize_records(records, tokenizer, seq_len)
@@ -147,35 +151,57 @@ def greedy_accuracy(
     return accuracy
 
 
-def skill_stop(
-    cfg: Config,
-    task: Task,
-    rollout: Rollout,
-    model: Transformer,
-    train: list[Problem],
-    tokenizer: Tokenizer,
-    log: Callable[[str], None],
-) -> StepHook:
+class SkillStop:
     """A hook for pretrain(..., every=pretrain.stop_every) that stops `model`'s pre-training once
     greedy accuracy on the first pretrain.stop_questions training questions of difficulty
     pretrain.stop_difficulty reaches pretrain.stop_accuracy. Training questions, not test ones:
-    no choice the run makes looks at the test split."""
-    p = cfg.pretrain
-    questions = [q for q in train if q.difficulty == p.stop_difficulty][: p.stop_questions]
-    if not questions:
-        have = sorted({q.difficulty for q in train}, key=difficulty_key)
-        raise ConfigError(f"pretrain.stop_difficulty={p.stop_difficulty!r}: no training question has it (they have {have})")
-    measure = greedy_accuracy(cfg, task, rollout, model, tokenizer)
+    no choice the run makes looks at the test split. With pretrain.stop_before it writes each
+    check's weights below the bar to `below`, so the check before the one that reaches it is
+    there to start from, across a resumed pre-training too (its checks see the same weights)."""
 
-    def on_step(done: int, metrics: dict, params: Callable[[], nnx.State]) -> bool:
+    def __init__(
+        self,
+        cfg: Config,
+        task: Task,
+        rollout: Rollout,
+        model: Transformer,
+        train: list[Problem],
+        tokenizer: Tokenizer,
+        below: Path,
+        log: Callable[[str], None],
+    ) -> None:
+        p = self.p = cfg.pretrain
+        self.questions = [q for q in train if q.difficulty == p.stop_difficulty][: p.stop_questions]
+        if not self.questions:
+            have = sorted({q.difficulty for q in train}, key=difficulty_key)
+            raise ConfigError(f"pretrain.stop_difficulty={p.stop_difficulty!r}: no training question has it (they have {have})")
+        self.measure = greedy_accuracy(cfg, task, rollout, model, tokenizer)
+        self.graphdef, _ = nnx.split(model)
+        self.below, self.log = below, log
+        self.reached = False
+
+    def __call__(self, done: int, metrics: dict, params: Callable[[], nnx.State]) -> bool:
+        p = self.p
         if done % p.stop_every or done == p.steps:
             return False
-        accuracy = measure(params(), questions)["test_accuracy"]
-        reached = accuracy >= p.stop_accuracy
-        log(
-            f"pre-train step {done}: {accuracy:.3f} on {len(questions)} training questions of difficulty "
-            f"{p.stop_difficulty}" + (f" >= {p.stop_accuracy}: stopping here" if reached else "")
+        accuracy = self.measure(params(), self.questions)["test_accuracy"]
+        self.reached = accuracy >= p.stop_accuracy
+        line = (
+            f"pre-train step {done}: {accuracy:.3f} on {len(self.questions)} training questions of difficulty {p.stop_difficulty}"
         )
-        return reached
-
-    return on_step
+        if not self.reached:
+            self.log(line)
+            if p.stop_before:
+                save_params(self.below, nnx.merge(self.graphdef, params()), overwrite=True)
+            return False
+        if not p.stop_before:
+            self.log(f"{line} >= {p.stop_accuracy}: stopping here")
+            return True
+        if done == p.stop_every:
+            raise ConfigError(
+                f"pretrain.stop_before: the first check (step {done}) already reaches pretrain.stop_accuracy="
+                f"{p.stop_accuracy} on difficulty {p.stop_difficulty}, so no weights below it were kept; "
+                "lower pretrain.stop_every or raise pretrain.stop_accuracy"
+            )
+        self.log(f"{line} >= {p.stop_accuracy}: stopping; the base is step {done - p.stop_every}'s, the last check below it")
+        return True
