@@ -4,7 +4,9 @@ around one solution (which averaging the weights would smooth out) or by which s
     .venv/bin/python scripts/pretrain_trace.py configs/demo.yaml seed=1 --every 100 --start 400 --ema 0.99 0.997
 
 Pre-trains the base exactly as `starjax star` does (same data, tokenizer, initialisation and
-steps; the last row is the run's iteration 0) in a scratch run directory, and every --every
+steps; the last row is the run's iteration 0), but through all `pretrain.steps` whatever
+pretrain.stop_difficulty says (its weights at the step a stop would keep are that step's row),
+in a scratch run directory, and every --every
 steps from --start prints the greedy held-out accuracy per difficulty of the weights and of
 exponential moving averages of them begun at --start. --out also writes the rows as JSON lines.
 """
