@@ -2,7 +2,9 @@
 
 On whatever JAX sees: a 1B-class Llama (random weights; 16 layers, d_model 2048, 32 heads of 64,
 8 kv heads, MLP 8192, vocab 32000, tied embeddings: 1.17B parameters) in bfloat16 compute with
-float32 weights; train steps of 8 x 2048 tokens; decode of 64 rows from a 128-token prompt.
+float32 weights, flash attention (`model.attention=dot_product`), stacked layers and
+`train.remat=dots_saveable`; train steps of 8 x 2048 tokens; decode of 64 rows from a
+128-token prompt.
 On a CPU the same programs run at a reduced size (`tiny` shape with vocab 4096, 4 x 256 tokens,
 16 decode rows)
 and the table says so: the figures then describe this machine, not an accelerator.
@@ -84,10 +86,15 @@ def build(size: dict, compute_dtype: str):
     from starjax.runtime import start
 
     m = size["model"]
+    # An accelerator runs the settings docs/recipes.md recommends there: flash attention (einsum
+    # attention stores 8 x 32 x 2048^2 float32 scores per layer, 132 GiB in all, past an H200),
+    # stacked layers, and the matmul outputs kept for the backward pass.
+    accel = [] if size is REDUCED else ["model.attention=dot_product", "model.scan_layers=true", "train.remat=dots_saveable"]
     cfg = load_config(
         None,
         [
             *(f"model.{k}={v}" for k, v in m.items()),
+            *accel,
             f"model.compute_dtype={compute_dtype}",
             "mesh.data=1",
             "sampler.progress=false",

@@ -20,7 +20,7 @@ from flax import nnx
 from starjax.errors import ConfigError
 from starjax.model import splash
 from starjax.model.kv_cache import KV_NAMES, SLOT_NAMES
-from starjax.model.layers import dtype_of, head_dim_of
+from starjax.model.layers import cudnn_sizes, dtype_of, head_dim_of
 from starjax.model.transformer import abstract_model
 from starjax.runtime import MESH_AXES, axes_text, mesh_shape
 from starjax.sampling.engine import new_token_cap
@@ -77,7 +77,8 @@ class _Shards:
 def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: str | None = None) -> MemoryEstimate:
     """`cfg`'s memory per device on a mesh of `num_devices` (resolved from cfg.mesh as `start`
     would). `rules` only builds the model's structure; its own mesh may be any size. `platform`
-    (default: JAX's backend): "gpu" runs model.attention=dot_product as cuDNN flash attention,
+    (default: JAX's backend): "gpu" runs model.attention=dot_product as cuDNN flash attention
+    where its sizes allow (16-bit compute, head dims of 8s up to 256),
     "tpu" as splash attention where its sizes allow (multiples of 128)."""
     s = cfg.sampler
     # Generation on meshes of its own (sampler.mesh, one per replica): the trainer's may be smaller.
@@ -156,8 +157,8 @@ def _bytes_per_token(cfg: Config, tensor: int, mlp_shards: int, vocab_shards: in
       layer's recomputed rest while its backward runs;
     - full: each layer's input and its gradient, 2*c*E, plus one layer recomputed whole.
     And the float32 logits with their gradient, 2*4*V, live when no layer is being recomputed
-    (the larger of the two counts). Attention through cuDNN or splash (dot_product on a GPU or
-    TPU) keeps no H*S terms."""
+    (the larger of the two counts). Attention through cuDNN or splash (dot_product on a GPU with
+    16-bit compute, or a TPU) keeps no H*S terms."""
     m, remat = cfg.model, cfg.train.remat
     c = dtype_of(m.compute_dtype).itemsize
     hd = head_dim_of(m)
@@ -165,7 +166,8 @@ def _bytes_per_token(cfg: Config, tensor: int, mlp_shards: int, vocab_shards: in
     f, h = m.mlp_dim / mlp_shards, m.num_heads / tensor
     s = cfg.train.seq_len
     splash_sizes = s % splash.LANES == 0 and head_dim_of(m) % splash.LANES == 0
-    flash = m.attention == "dot_product" and (platform == "gpu" or (platform == "tpu" and splash_sizes))
+    cudnn = cudnn_sizes(hd, dtype_of(m.compute_dtype))
+    flash = m.attention == "dot_product" and ((platform == "gpu" and cudnn) or (platform == "tpu" and splash_sizes))
     scores = 0 if flash else h * s * F32
     whole = c * (5 * e + 2 * q + 2 * k + 4.5 * f) + 3 * scores
     dots = c * (2 * q + 2 * k + 2 * f) + scores

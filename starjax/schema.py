@@ -111,7 +111,8 @@ class ModelConfig:
     compute_dtype: str = "float32"
     # einsum: attention as two einsums with float32 logits (every backend; the shared-prefix
     # decode path always uses it). dot_product: jax.nn.dot_product_attention, which on GPU runs
-    # cuDNN's fused (flash) kernel where the shapes allow it and XLA's otherwise; on a TPU,
+    # cuDNN's fused (flash) kernel without a KV cache where it takes the sizes (16-bit compute,
+    # head dims of 8s up to 256) and XLA's otherwise; on a TPU,
     # attention without a KV cache runs Pallas' splash kernel (lengths and head dims of 128s).
     attention: str = "einsum"
     # Store the layers stacked (one array per weight with a leading "layers" axis, never sharded)

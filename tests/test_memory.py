@@ -132,13 +132,20 @@ def test_info_memory_prints_the_table_for_a_recipe(capsys):
 
 
 def test_fused_attention_keeps_no_scores_where_it_runs():
-    """dot_product attention is cuDNN flash on a GPU and splash on a TPU (lengths and head dims
-    of 128s): no attention scores among the activations there."""
+    """dot_product attention is cuDNN flash on a GPU (16-bit compute, head dims of 8s up to 256)
+    and splash on a TPU (lengths and head dims of 128s): no attention scores among the
+    activations there."""
 
     def activations(platform: str, *overrides: str) -> int:
-        cfg = load_config(None, [*TINY, "model.attention=dot_product", "train.remat=none", *overrides])
+        cfg = load_config(
+            None, [*TINY, "model.attention=dot_product", "train.remat=none", "model.compute_dtype=bfloat16", *overrides]
+        )
         return estimate_memory(cfg, make_rules((1, 1, 1)), 1, platform).activations
 
     scores = activations("cpu", "model.head_dim=128")
     assert activations("gpu", "model.head_dim=128") == activations("tpu", "model.head_dim=128") < scores
     assert activations("tpu", "model.head_dim=96") == activations("cpu", "model.head_dim=96")
+    assert activations("gpu", "model.head_dim=96") < activations("cpu", "model.head_dim=96")
+    f32 = ("model.head_dim=128", "model.compute_dtype=float32")
+    assert activations("gpu", *f32) == activations("cpu", *f32)  # XLA's attention on float32
+    assert activations("gpu", "model.head_dim=264") == activations("cpu", "model.head_dim=264")

@@ -202,6 +202,44 @@ def test_dtypes(model_cfg, rules):
     assert cache.k[0].dtype == jnp.bfloat16
 
 
+def test_dot_product_attention_asks_a_gpu_for_cudnn_where_it_takes_the_sizes(monkeypatch):
+    """jax.nn.dot_product_attention runs XLA's attention unless told `implementation="cudnn"`
+    (an H200 ran out of memory on its float32 scores): training on a GPU asks for cuDNN with
+    16-bit q/k/v and head dims of 8s up to 256, decoding with a cache and other sizes do not,
+    and a cuDNN that refuses at trace time falls back to XLA's with a warning."""
+    real, asked = jax.nn.dot_product_attention, []
+
+    def recorded(*args, implementation=None, **kwargs):
+        asked.append(implementation)
+        if implementation == "cudnn" and refuse:
+            raise ValueError("cuDNN too old")
+        return real(*args, **{k: v for k, v in kwargs.items() if k != "is_causal"})  # the mask is causal
+
+    monkeypatch.setattr(layers, "on_gpu", lambda: True)
+    monkeypatch.setattr(jax.nn, "dot_product_attention", recorded)
+    refuse = False
+
+    def attend(dtype, d=16, causal=True):
+        keys = jax.random.split(jax.random.key(0), 3)
+        q = jax.random.normal(keys[0], (2, 4, 6, d), dtype)
+        k, v = (jax.random.normal(x, (2, 2, 6, d), dtype) for x in keys[1:])
+        mask = jnp.broadcast_to(jnp.tril(jnp.ones((6, 6), bool)), (2, 6, 6))
+        return layers.dot_product_attention(q, k, v, mask, causal)
+
+    expected = attend(jnp.bfloat16)
+    attend(jnp.bfloat16, causal=False)
+    attend(jnp.float32)
+    attend(jnp.bfloat16, d=12)
+    attend(jnp.bfloat16, d=256)
+    attend(jnp.bfloat16, d=264)
+    assert asked == ["cudnn", None, None, None, "cudnn", None]
+    refuse = True
+    with pytest.warns(UserWarning, match="cuDNN attention unavailable"):
+        fallback = attend(jnp.bfloat16)
+    assert asked[6:] == ["cudnn", None]
+    np.testing.assert_array_equal(fallback, expected)
+
+
 def test_dot_product_attention_equals_the_einsum_path(model_cfg, rules):
     """model.attention=dot_product (jax.nn.dot_product_attention: cuDNN flash on GPU, XLA here)
     computes what the einsum path does: packed rows with padding, then a left-padded cached decode."""
