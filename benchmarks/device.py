@@ -16,6 +16,8 @@ and the table says so: the figures then describe this machine, not an accelerato
   every row up to the step's position) / step time / the chip's HBM bandwidth (a measured copy
   bandwidth on a CPU). Step time = (64 new tokens - 1 new token) / 63 from two calls.
 
+On a GPU it first checks cuDNN's attention against XLA's (`attention_parity`).
+
 Targets on an accelerator (issue 21): train MFU >= 50%, decode >= 60% of HBM bandwidth at 64 rows.
 
     .venv/bin/python benchmarks/device.py --json     # writes benchmarks/RESULTS.md
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import statistics
 import sys
 import time
@@ -175,6 +178,37 @@ def decode_bytes(cfg, params: int, rows: int) -> float:
     return params * 4 + rows * m.num_layers * 2 * m.num_kv_heads * head_dim * mean_len * kv_dtype
 
 
+def attention_parity() -> str:
+    """On a GPU: the attention training runs (cuDNN's) against XLA's on two packed segments a row,
+    bfloat16, output and gradients. A line for the table's note; raises when they disagree."""
+    import jax
+    import jax.numpy as jnp
+
+    from starjax.model import layers
+
+    b, heads, kv_heads, t, d = 2, 8, 4, 512, 64
+    keys = jax.random.split(jax.random.key(0), 3)
+    q = jax.random.normal(keys[0], (b, heads, t, d), jnp.bfloat16)
+    k, v = (jax.random.normal(x, (b, kv_heads, t, d), jnp.bfloat16) for x in keys[1:])
+    seg = (jnp.arange(t) >= 200).astype(jnp.int32)
+    mask = jnp.broadcast_to((seg[:, None] == seg[None, :]) & jnp.tril(jnp.ones((t, t), bool)), (b, t, t))
+
+    def run(q, k, v, mask, causal: bool):  # causal: cuDNN where it takes the sizes; not: XLA's
+        out, vjp = jax.vjp(lambda q, k, v: layers.dot_product_attention(q, k, v, mask, causal).astype(jnp.float32), q, k, v)
+        return (out, *vjp(jnp.ones_like(out)))
+
+    fused, xla = (jax.jit(functools.partial(run, causal=c)) for c in (True, False))
+    used = "cudnn$fmha" in fused.lower(q, k, v, mask).compile().as_text()
+    worst = 0.0
+    for a, r in zip(fused(q, k, v, mask), xla(q, k, v, mask)):
+        a, r = a.astype(jnp.float32), r.astype(jnp.float32)
+        worst = max(worst, float(jnp.abs(a - r).max() / jnp.abs(r).max()))
+    line = f"cuDNN attention {'in' if used else 'NOT in'} the training program; against XLA's, output and gradients within {worst:.1e} of their largest value"
+    if not used or worst > 2e-2:
+        raise SystemExit(line)
+    return line
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5)
@@ -200,6 +234,7 @@ def main() -> int:
         peak_flops, bandwidth = peaks[0] * 1e12, peaks[1] * 1e12
         source = f"{device.device_kind} data sheet: bfloat16 dense, HBM"
     compute = "float32" if device.platform == "cpu" else "bfloat16"  # bfloat16 is slower on CPUs
+    parity = attention_parity() if device.platform == "gpu" else None
     cfg, rules = build(size, compute)
     step_s, params = time_train(cfg, rules, size, args.steps)
     m = cfg.model
@@ -253,6 +288,8 @@ def main() -> int:
     note = f"Peaks: {source} ({peak_flops / 1e12:.2f} TFLOP/s, {bandwidth / 1e9:.0f} GB/s); compute {compute}."
     if reduced:
         note += " A CPU runs the reduced size: these figures describe this machine, not an accelerator."
+    if parity is not None:
+        note += f" {parity}."
     body = describe_machine(measured_peak) + "\n\n" + note + "\n\n" + "\n".join(table)
     publish(
         "device",
