@@ -299,10 +299,11 @@ class Attention(nnx.Module):
         b, h, t, d = q.shape
         kv_heads = k.shape[1]
         if self.cfg.attention == "dot_product" and shared is None:
-            if segments is not None and k.shape[2] == t and splash.usable(t, d):
+            cacheless = segments is not None and k.shape[2] == t  # causal within segments
+            if cacheless and splash.usable(t, d):
                 out = splash.splash_attention(q, k, v, segments, self.rules).transpose(0, 2, 1, 3)
             else:  # [B, T, heads, D] as jax.nn.dot_product_attention takes it; fewer kv heads = GQA
-                out = dot_product_attention(q, k, v, mask, causal=segments is not None and k.shape[2] == t)
+                out = dot_product_attention(q, k, v, mask, causal=cacheless)
             out = self.rules.constrain(out.astype(v.dtype), ("batch", "length", "act_heads", None)).reshape(b * t, h * d)
             out = out @ self.o[...].astype(out.dtype).reshape(h * d, -1) if fused is None else fused.o.apply(out)
             return out.reshape(b, t, -1)
