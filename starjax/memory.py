@@ -24,6 +24,7 @@ from starjax.model.layers import cudnn_sizes, dtype_of, head_dim_of
 from starjax.model.transformer import abstract_model
 from starjax.runtime import MESH_AXES, axes_text, mesh_shape
 from starjax.sampling.engine import new_token_cap
+from starjax.sampling.loop import growth_sizes
 from starjax.schema import Config, MeshConfig
 from starjax.sharding import AxisRules, Names
 from starjax.training import lora
@@ -138,6 +139,8 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
     layer_weights = weights(m.compute_dtype, only=lambda path: path[0] == "blocks" and path[-2] in ("attn", "mlp"), on=generation)
     decode_weights = layer_weights if cfg.sampler.fuse_weights else 0
     length = max(s.prompt_buckets) + new_token_cap(s.max_new_tokens)
+    sizes = growth_sizes(max(s.prompt_buckets), length, s.cache_growth)
+    length += sizes[-2] if len(sizes) > 1 else 0  # a growing cache's last move holds two
     kv_shape = (s.batch_size, m.num_kv_heads, length, head_dim_of(m))
     kv_cache = 2 * m.num_layers * generation.bytes(kv_shape, KV_NAMES, m.compute_dtype)
     kv_cache += 2 * generation.bytes((s.batch_size, length), SLOT_NAMES, jnp.int32)
@@ -208,7 +211,8 @@ def format_memory(est: MemoryEstimate, cfg: Config) -> str:
         (
             "KV cache",
             est.kv_cache,
-            f"{s.batch_size} rows x {max(s.prompt_buckets)} prompt + {new_token_cap(s.max_new_tokens)} new",
+            f"{s.batch_size} rows x {max(s.prompt_buckets)} prompt + {new_token_cap(s.max_new_tokens)} new"
+            + (f", growing by {s.cache_growth}" if s.cache_growth else ""),
         ),
         (
             "generation",

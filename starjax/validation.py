@@ -117,6 +117,8 @@ def validate_sampler(s: SamplerConfig) -> None:
         raise ConfigError(
             f"sampler.replicas={s.replicas} needs sampler.engine=fixed (the continuous engine's batch is its slots)"
         )
+    if s.cache_growth < 0:
+        raise ConfigError(f"sampler.cache_growth={s.cache_growth} must be >= 0 (0 = off)")
     if s.refill_rows < 0:
         raise ConfigError(f"sampler.refill_rows={s.refill_rows} must be >= 0 (0 = batch_size // 4)")
     if len(s.stop_ids) > MAX_STOP_IDS - 1:

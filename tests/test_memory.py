@@ -75,6 +75,15 @@ def test_exact_parts_match_real_arrays():
     assert est.kv_cache == _on_device0((cache.k, cache.v, cache.positions, cache.segment_ids))
 
 
+def test_a_growing_cache_counts_its_last_move():
+    """sampler.cache_growth: the whole cache and, while moving into it, the last smaller one."""
+    over = [*TINY, "sampler.batch_size=16", "sampler.prompt_buckets=[32]", "sampler.max_new_tokens=128"]
+    rules = make_rules((1, 1, 1))
+    whole = estimate_memory(load_config(None, over), rules, 8).kv_cache
+    grown = estimate_memory(load_config(None, [*over, "sampler.cache_growth=64"]), rules, 8).kv_cache
+    assert grown == whole * (160 + 128) // 160  # caches of 64, 128 and 160 slots
+
+
 def test_generation_on_a_sampler_mesh_is_counted_on_that_mesh():
     """sampler.mesh: the trainer's rows on its own (smaller) mesh, generation's on the sampler's,
     each the bytes one device of that mesh really holds."""

@@ -16,6 +16,7 @@ from starjax.errors import ConfigError
 from starjax.model import layers
 from starjax.model.transformer import create_model
 from starjax.sampling.engine import Sampler
+from starjax.sampling.loop import growth_sizes
 from starjax.sampling.strategies import SamplingSettings, choose_tokens, sample_categorical
 from starjax.schema import MeshConfig
 from starjax.sentencepiece_tokenizer import train_tokenizer
@@ -83,6 +84,30 @@ def test_fused_weights_decode_as_the_stored_ones(sampler, out_major, monkeypatch
     fused, plain = greedy(sampler), greedy(sampler, fuse_weights=False)
     assert [c.tokens for c in fused] == [c.tokens for c in plain]
     np.testing.assert_allclose([c.logprobs for c in fused], [c.logprobs for c in plain], rtol=1e-5, atol=1e-5)
+
+
+def test_growth_sizes_hold_the_prompt_and_end_at_the_whole_cache():
+    assert growth_sizes(32, 160, 64) == [64, 128, 160]
+    assert growth_sizes(64, 192, 64) == [128, 192]
+    assert growth_sizes(63, 160, 64) == [64, 128, 160]
+    assert growth_sizes(32, 64, 64) == [64]
+    assert growth_sizes(32, 160, 0) == [160]
+
+
+@pytest.mark.parametrize("growth", [4, 8])
+def test_a_growing_cache_decodes_as_the_whole_one(cfg, tok, sampler, growth):
+    """sampler.cache_growth: decoding through caches of 36, 40 and 44 slots (growth 4; prompt
+    bucket 32, 12 new tokens) or 40 and 44 (growth 8) gives the whole cache's tokens, greedy and
+    sampled, also split over a mesh. Attention then runs over fewer keys, and a product over fewer keys may
+    round differently in the last bits (its kernel is chosen by size), so log-probs agree closely."""
+    draw = dict(temperature=1.0, num_samples=2, seed=3)
+    whole, whole_drawn = greedy(sampler), sampler.generate(PROMPTS, **draw)
+    grown, grown_drawn = greedy(sampler, cache_growth=growth), sampler.generate(PROMPTS, cache_growth=growth, **draw)
+    assert [c.tokens for c in grown] == [c.tokens for c in whole]
+    np.testing.assert_allclose([c.logprobs for c in grown], [c.logprobs for c in whole], rtol=1e-5, atol=1e-5)
+    assert [[c.tokens for c in row] for row in grown_drawn] == [[c.tokens for c in row] for row in whole_drawn]
+    sharded = Sampler(create_model(cfg.model, make_rules((2, 2, 2)), seed=0), tok, cfg.sampler)
+    assert [c.tokens for c in greedy(sharded, cache_growth=growth)] == [c.tokens for c in whole]
 
 
 def test_top_k_1_and_tiny_temperature_equal_greedy(sampler):
@@ -250,6 +275,7 @@ def test_replicas_need_the_fixed_engine_and_stay_as_built(cfg, tok, sampler):
         (dict(temperature=-0.1), "sampler.temperature=-0.1 must be >= 0"),
         (dict(top_k=-1), "sampler.top_k=-1 must be >= 0"),
         (dict(max_new_tokens=0), "sampler.max_new_tokens=0 must be >= 1"),
+        (dict(cache_growth=-1), "sampler.cache_growth=-1 must be >= 0 (0 = off)"),
         (dict(num_samples=3), "gives 2 prompts per call"),  # fine on one device: see below
         (dict(beam_width=2), "unknown sampler setting"),
     ],

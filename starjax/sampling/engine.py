@@ -247,7 +247,7 @@ class Sampler:
     def _run(self, replica: int, tokens, plen, row_limits, key, settings, cap, cfg) -> Generation:
         rows = tokens.shape[0] * cfg.num_samples
         cache_key = (rows, tokens.shape[1] + cap)
-        program_key = (replica, cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights)
+        program_key = (replica, cap, cfg.num_samples, cfg.top_k, cfg.fuse_weights, cfg.cache_growth)
         graphdef, params = self._replicas[replica]
         rules = self.meshes[replica]
         if program_key not in self._programs:
@@ -262,6 +262,7 @@ class Sampler:
                 pad_id=self.tokenizer.pad_id,
                 on_compile=self._count_compile,
                 fuse_weights=cfg.fuse_weights,
+                cache_growth=cfg.cache_growth,
             )
         held = self._cache.pop(replica, None)  # free an old buffer before allocating the new one
         cache = held[1] if held is not None and held[0] == cache_key else KVCache.init(self.model_cfg, rules, *cache_key)

@@ -4,6 +4,7 @@
 Prompts arrive left-padded to a bucket length; row r's real tokens sit at the end and get
 positions 0..len-1, padding gets segment 0 and is never attended to. With num_samples > 1
 each prompt is prefilled once and its cache rows are repeated, so samples share the prefill.
+With `cache_growth`, decoding starts in a smaller cache and moves to larger ones as it fills.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def generate(
     top_k: int,
     pad_id: int,
     fuse_weights: bool = True,
+    cache_growth: int = 0,
 ) -> tuple[Generation, KVCache]:
     """prompts [B, P] left-padded; cache has B * num_samples rows and >= P + max_new_cap slots;
-    row_limits [B, num_samples]: each row's own cap on new tokens (besides settings.max_new_tokens)."""
+    row_limits [B, num_samples]: each row's own cap on new tokens (besides settings.max_new_tokens).
+    cache_growth: `growth_sizes`; the returned cache is always `cache`'s buffer."""
     model = nnx.merge(graphdef, params)
     rules: AxisRules = model.rules
     b, p = prompts.shape
@@ -79,7 +82,12 @@ def generate(
     # The prompt pass reads the stored weights: the decode layout is chosen for a decode step's few rows.
     logits, prefill_cache = model(prompts, positions, segments, prefill_cache, last_only=True)
     last = logits[:, -1]
-    cache = cache.fill_from(prefill_cache, num_samples)
+    sizes = growth_sizes(p, cache.length, cache_growth)
+    full = cache
+    if len(sizes) == 1:
+        cache = full.fill_from(prefill_cache, num_samples)
+    else:
+        cache = prefill_cache.grown(sizes[0], rules, num_samples)
     lengths = jnp.repeat(prompt_lengths, num_samples)
     last = jnp.repeat(last, num_samples, axis=0)
 
@@ -103,7 +111,7 @@ def generate(
     )
 
     def cond(s: _Loop) -> jax.Array:
-        return ~jnp.all(s.done)
+        return ~jnp.all(s.done) & (s.cache.index < s.cache.length)
 
     def body(s: _Loop) -> _Loop:
         fed = s.tokens[:, s.step - 1]
@@ -126,6 +134,10 @@ def generate(
         )
 
     state = jax.lax.while_loop(cond, body, state)
+    for size in sizes[1:]:  # each a loop of its own: the cache's length is a static shape
+        # the last is the donated buffer, so the program's cache output reuses it
+        grown = full.fill_from(state.cache, 1) if size == full.length else state.cache.grown(size, rules)
+        state = jax.lax.while_loop(cond, body, state.replace(cache=grown))
     last_token = jnp.take_along_axis(state.tokens, jnp.maximum(state.lengths - 1, 0)[:, None], axis=1)[:, 0]
     finish = jnp.where(
         state.lengths == 0,
@@ -133,6 +145,14 @@ def generate(
         jnp.where(is_stop(last_token, settings.stop_ids), Finish.STOP, Finish.LENGTH),
     ).astype(jnp.int32)
     return Generation(state.tokens, state.logprobs, state.lengths, finish), state.cache
+
+
+def growth_sizes(prompt_len: int, length: int, growth: int) -> list[int]:
+    """The cache lengths a decode passes through: the multiples of `growth` (0 = none) that hold
+    the prompt and at least one new token, then `length`."""
+    if growth <= 0:
+        return [length]
+    return list(range((prompt_len // growth + 1) * growth, length, growth)) + [length]
 
 
 def compile_generate(
@@ -147,6 +167,7 @@ def compile_generate(
     pad_id: int,
     on_compile: Callable[[], None],
     fuse_weights: bool = True,
+    cache_growth: int = 0,
 ) -> Callable:
     """`generate` under jax.jit with explicit shardings and a donated cache.
 
@@ -169,6 +190,7 @@ def compile_generate(
             top_k=top_k,
             pad_id=pad_id,
             fuse_weights=fuse_weights,
+            cache_growth=cache_growth,
         )
 
     replicated = rules.sharding(())
