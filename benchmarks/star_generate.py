@@ -5,7 +5,8 @@ Workloads, the same prompts for every engine:
   --demo-run-dir, default runs/demo; pre-trained there from the seed data if absent, about 4
   minutes), its 1,000 training questions x 8 samples at temperature 1, at most 128 new tokens,
   stop at EOS, 128 rows at a time, on one CPU device (the demo runs one model copy per device,
-  `sampler.replicas`, each with these programs).
+  `sampler.replicas`, each with these programs). `fixed` decodes as the demo does, in caches
+  growing by 64 slots (`sampler.cache_growth`); `fixed-whole` in the whole cache from the start.
 - `fewshot`: GSM8K-shaped, random weights (`tiny`, `small` presets): a 600-token prefix every
   prompt shares and a 40-token question, 32 questions x 4 samples at temperature 1, 32 rows at a
   time; each row stops at a length drawn from a fixed seeded distribution (mean ~100, max 256),
@@ -23,6 +24,7 @@ groups them) runs until its longest row ends (benchmarks/peers/tunix_workload.py
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -41,7 +43,10 @@ from machine import describe_machine, matmul_peak_gflops  # noqa: E402
 from results import publish  # noqa: E402
 
 FEWSHOT = dict(prefix=600, question=40, questions=32, samples=4, rows=32, max_new=256, mean_new=100, seed=7)
-ENGINES = ("continuous", "fixed", "tunix")
+# fixed-whole: the fixed engine attending to the whole cache from the first step
+# (sampler.cache_growth=0), against the demo's growing cache; the fewshot workload's fixed
+# engine already does
+ENGINES = ("continuous", "fixed", "fixed-whole", "tunix")
 JSON_KEYS = ("engine", "workload", "preset", "completions_per_s", "useful_tokens_per_s", "wall_s")
 
 
@@ -112,13 +117,15 @@ def time_engine(sampler, prompts, limits, overrides: dict, engine: str, repeats:
 
     def run(seed: int) -> float:
         start = time.perf_counter()
-        out = sampler.generate_ids(prompts, seed, limits, engine=engine, **overrides)
+        out = sampler.generate_ids(prompts, seed, limits, engine=engine.removesuffix("-whole"), **overrides)
         took = time.perf_counter() - start
         outputs.append(out)
         return took
 
     compile_s = run(0)
     times = [run(seed) for seed in range(1, repeats + 1)]
+    # every token and log-probability of the timed runs, to tell whether two engines drew the same
+    drawn = hashlib.sha1(repr([[(c.tokens, c.logprobs) for per in out for c in per] for out in outputs[1:]]).encode())
     rows = sum(len(per) for per in outputs[-1])
     useful = statistics.median([sum(len(c.tokens) for per in out for c in per) for out in outputs[1:]])
     wall = statistics.median(times)
@@ -132,6 +139,7 @@ def time_engine(sampler, prompts, limits, overrides: dict, engine: str, repeats:
         "completions_per_s": round(rows / wall, 2),
         "useful_tokens_per_s": round(useful / wall, 1),
         "lengths": [[len(c.tokens) for c in per] for per in outputs[-1]],
+        "samples_sha1": drawn.hexdigest(),
     }
 
 
@@ -189,9 +197,10 @@ def run_workload(workload: str, preset: str, engines: list[str], repeats: int, d
         sampler = Sampler(model, tokenizer, SamplerConfig(progress=False))
         rows_per_batch = overrides["batch_size"]
     rows, lengths = [], None
-    for engine in [e for e in engines if e != "tunix"]:
+    for engine in [e for e in engines if e != "tunix" and (e != "fixed-whole" or workload == "demo")]:
         print(f"{workload} {preset} starjax-{engine} ...", file=sys.stderr, flush=True)
-        row = time_engine(sampler, prompts, limits, overrides, engine, repeats)
+        whole = dict(cache_growth=0) if engine == "fixed-whole" else {}
+        row = time_engine(sampler, prompts, limits, {**overrides, **whole}, engine, repeats)
         lengths = row.pop("lengths") if engine == "continuous" or lengths is None else lengths
         rows.append(row)
     if "tunix" in engines:
@@ -199,9 +208,13 @@ def run_workload(workload: str, preset: str, engines: list[str], repeats: int, d
         if lengths is None:  # replay needs starjax's rows
             lengths = time_engine(sampler, prompts, limits, overrides, "continuous", 1)["lengths"]
         rows.append(tunix_row(model.cfg, prompts, lengths, rows_per_batch, bucket, repeats))
+    fixed = {r["engine"]: r.get("samples_sha1") for r in rows}
     for row in rows:
         row.pop("lengths", None)
         row.update(workload=workload, preset=preset)
+        if row["engine"] == "starjax-fixed-whole" and "starjax-fixed" in fixed:
+            same = row["samples_sha1"] == fixed["starjax-fixed"]
+            row["engine"] += f" (samples {'the same as' if same else 'not those of'} fixed)"
     return rows
 
 

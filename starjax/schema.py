@@ -177,11 +177,12 @@ class SamplerConfig:
     # takes the r-th group of sampler.mesh's size, else of the trainer's mesh's): each runs the
     # programs one copy would, so the samples are the same bit for bit. Fixed engine only.
     replicas: int = 1
-    # Fixed engine: 0 = every decode step attends to the whole cache (prompt bucket +
-    # max_new_tokens slots). N: decoding starts in a cache of the smallest multiple of N slots
-    # past the prompt and moves to the next multiple when it fills, so early steps skip slots no
-    # token has reached yet. The products then run over fewer keys, which on some CPUs rounds
-    # differently in the last bits (docs/sampling.md#a-growing-cache).
+    # Fixed engine only (the continuous engine's rows each write at a slot of their own). 0: every
+    # decode step attends to the whole cache (prompt bucket + max_new_tokens slots). N: decoding
+    # starts in a cache of the smallest multiple of N slots past the prompt and moves to the next
+    # multiple when it fills, so early steps skip slots no token has reached yet. The products
+    # then run over fewer keys, which on some CPUs rounds differently in the last bits
+    # (docs/sampling.md#a-growing-cache).
     cache_growth: int = 0
 
 
