@@ -12,7 +12,8 @@ Workloads, the same prompts for every engine:
   time; each row stops at a length drawn from a fixed seeded distribution (mean ~100, max 256),
   the way a stop token would end it.
 useful tokens = tokens up to and including each row's stop; rows/s and useful tokens/s use the
-median wall time of --repeats timed runs after one untimed run (compilation). tunix runs in
+median wall time of --repeats timed runs after one untimed run (compilation), starjax's engines
+taking turns run by run. tunix runs in
 its own environment (benchmarks/peer_envs.py) with random weights of the same shapes, replaying
 the rows starjax's continuous engine generated: each batch of rows (grouped as the fixed path
 groups them) runs until its longest row ends (benchmarks/peers/tunix_workload.py).
@@ -111,36 +112,46 @@ def demo_workload(run_dir: str):
     return model, setup.tokenizer, prompts, None, overrides, max(cfg.sampler.prompt_buckets), cfg
 
 
-def time_engine(sampler, prompts, limits, overrides: dict, engine: str, repeats: int) -> dict:
-    """One untimed run, then `repeats` timed ones (seed 1, 2, ...)."""
-    outputs = []
+def time_engines(sampler, prompts, limits, overrides: dict, engines: list[str], repeats: int) -> list[dict]:
+    """Each engine's untimed run (compilation), then `repeats` rounds (seed 1, 2, ...) that time
+    every engine once each, interleaved: a noisy machine slows them alike."""
+    outputs: dict[str, list] = {e: [] for e in engines}
+    times: dict[str, list[float]] = {e: [] for e in engines}
 
-    def run(seed: int) -> float:
+    def run(engine: str, seed: int) -> None:
+        whole = dict(cache_growth=0) if engine == "fixed-whole" else {}
         start = time.perf_counter()
-        out = sampler.generate_ids(prompts, seed, limits, engine=engine.removesuffix("-whole"), **overrides)
-        took = time.perf_counter() - start
-        outputs.append(out)
-        return took
+        out = sampler.generate_ids(prompts, seed, limits, engine=engine.removesuffix("-whole"), **overrides, **whole)
+        times[engine].append(time.perf_counter() - start)
+        outputs[engine].append(out)
 
-    compile_s = run(0)
-    times = [run(seed) for seed in range(1, repeats + 1)]
-    # every token and log-probability of the timed runs, to tell whether two engines drew the same
-    drawn = hashlib.sha1(repr([[(c.tokens, c.logprobs) for per in out for c in per] for out in outputs[1:]]).encode())
-    rows = sum(len(per) for per in outputs[-1])
-    useful = statistics.median([sum(len(c.tokens) for per in out for c in per) for out in outputs[1:]])
-    wall = statistics.median(times)
-    return {
-        "engine": f"starjax-{engine}",
-        "rows": rows,
-        "useful_tokens": int(useful),
-        "compile_s": round(compile_s, 2),
-        "times_s": [round(t, 2) for t in times],
-        "wall_s": round(wall, 3),
-        "completions_per_s": round(rows / wall, 2),
-        "useful_tokens_per_s": round(useful / wall, 1),
-        "lengths": [[len(c.tokens) for c in per] for per in outputs[-1]],
-        "samples_sha1": drawn.hexdigest(),
-    }
+    for seed in range(repeats + 1):
+        for engine in engines:
+            print(f"  starjax-{engine}, seed {seed}{' (compiles)' if seed == 0 else ''}", file=sys.stderr, flush=True)
+            run(engine, seed)
+    rows = []
+    for engine in engines:
+        outs, (compile_s, *timed) = outputs[engine], times[engine]
+        # every token and log-probability of the timed runs, to tell whether two engines drew the same
+        drawn = hashlib.sha1(repr([[(c.tokens, c.logprobs) for per in out for c in per] for out in outs[1:]]).encode())
+        count = sum(len(per) for per in outs[-1])
+        useful = statistics.median([sum(len(c.tokens) for per in out for c in per) for out in outs[1:]])
+        wall = statistics.median(timed)
+        rows.append(
+            {
+                "engine": f"starjax-{engine}",
+                "rows": count,
+                "useful_tokens": int(useful),
+                "compile_s": round(compile_s, 2),
+                "times_s": [round(t, 2) for t in timed],
+                "wall_s": round(wall, 3),
+                "completions_per_s": round(count / wall, 2),
+                "useful_tokens_per_s": round(useful / wall, 1),
+                "lengths": [[len(c.tokens) for c in per] for per in outs[-1]],
+                "samples_sha1": drawn.hexdigest(),
+            }
+        )
+    return rows
 
 
 def tunix_row(model_cfg, prompts, lengths, rows_per_batch: int, bucket: int, repeats: int) -> dict:
@@ -196,17 +207,15 @@ def run_workload(workload: str, preset: str, engines: list[str], repeats: int, d
 
         sampler = Sampler(model, tokenizer, SamplerConfig(progress=False))
         rows_per_batch = overrides["batch_size"]
-    rows, lengths = [], None
-    for engine in [e for e in engines if e != "tunix" and (e != "fixed-whole" or workload == "demo")]:
-        print(f"{workload} {preset} starjax-{engine} ...", file=sys.stderr, flush=True)
-        whole = dict(cache_growth=0) if engine == "fixed-whole" else {}
-        row = time_engine(sampler, prompts, limits, {**overrides, **whole}, engine, repeats)
-        lengths = row.pop("lengths") if engine == "continuous" or lengths is None else lengths
-        rows.append(row)
+    ours = [e for e in engines if e != "tunix" and (e != "fixed-whole" or workload == "demo")]
+    print(f"{workload} {preset}: {', '.join(ours)}, interleaved", file=sys.stderr, flush=True)
+    rows = time_engines(sampler, prompts, limits, overrides, ours, repeats) if ours else []
+    # tunix replays the continuous engine's rows, else the first engine's
+    lengths = next((r["lengths"] for r in rows if r["engine"] == "starjax-continuous"), rows[0]["lengths"] if rows else None)
     if "tunix" in engines:
         print(f"{workload} {preset} tunix ...", file=sys.stderr, flush=True)
         if lengths is None:  # replay needs starjax's rows
-            lengths = time_engine(sampler, prompts, limits, overrides, "continuous", 1)["lengths"]
+            lengths = time_engines(sampler, prompts, limits, overrides, ["continuous"], 1)[0]["lengths"]
         rows.append(tunix_row(model.cfg, prompts, lengths, rows_per_batch, bucket, repeats))
     fixed = {r["engine"]: r.get("samples_sha1") for r in rows}
     for row in rows:
