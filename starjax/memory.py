@@ -139,8 +139,8 @@ def estimate_memory(cfg: Config, rules: AxisRules, num_devices: int, platform: s
     layer_weights = weights(m.compute_dtype, only=lambda path: path[0] == "blocks" and path[-2] in ("attn", "mlp"), on=generation)
     decode_weights = layer_weights if cfg.sampler.fuse_weights else 0
     length = max(s.prompt_buckets) + new_token_cap(s.max_new_tokens)
-    sizes = growth_sizes(max(s.prompt_buckets), length, s.cache_growth)
-    length += sizes[-2] if len(sizes) > 1 else 0  # a growing cache's last move holds two
+    grown = growth_sizes(max(s.prompt_buckets), length, s.cache_growth)
+    length += grown[-2] if len(grown) > 1 else 0  # a growing cache's last move holds two
     kv_shape = (s.batch_size, m.num_kv_heads, length, head_dim_of(m))
     kv_cache = 2 * m.num_layers * generation.bytes(kv_shape, KV_NAMES, m.compute_dtype)
     kv_cache += 2 * generation.bytes((s.batch_size, length), SLOT_NAMES, jnp.int32)
