@@ -217,12 +217,12 @@ def run_workload(workload: str, preset: str, engines: list[str], repeats: int, d
         if lengths is None:  # replay needs starjax's rows
             lengths = time_engines(sampler, prompts, limits, overrides, ["continuous"], 1)[0]["lengths"]
         rows.append(tunix_row(model.cfg, prompts, lengths, rows_per_batch, bucket, repeats))
-    fixed = {r["engine"]: r.get("samples_sha1") for r in rows}
+    drawn = {r["engine"]: r.get("samples_sha1") for r in rows}
     for row in rows:
         row.pop("lengths", None)
         row.update(workload=workload, preset=preset)
-        if row["engine"] == "starjax-fixed-whole" and "starjax-fixed" in fixed:
-            same = row["samples_sha1"] == fixed["starjax-fixed"]
+        if row["engine"] == "starjax-fixed-whole" and "starjax-fixed" in drawn:
+            same = row["samples_sha1"] == drawn["starjax-fixed"]
             row["engine"] += f" (samples {'the same as' if same else 'not those of'} fixed)"
     return rows
 

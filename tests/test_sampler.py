@@ -98,8 +98,9 @@ def test_growth_sizes_hold_the_prompt_and_end_at_the_whole_cache():
 def test_a_growing_cache_decodes_as_the_whole_one(cfg, tok, sampler, growth):
     """sampler.cache_growth: decoding through caches of 36, 40 and 44 slots (growth 4; prompt
     bucket 32, 12 new tokens) or 40 and 44 (growth 8) gives the whole cache's tokens, greedy and
-    sampled, also split over a mesh. Attention then runs over fewer keys, and a product over fewer keys may
-    round differently in the last bits (its kernel is chosen by size), so log-probs agree closely."""
+    sampled, also split over a mesh. Attention then runs over fewer keys, and a product over
+    fewer keys may round differently in the last bits (its kernel is chosen by size), so
+    log-probs agree closely."""
     draw = dict(temperature=1.0, num_samples=2, seed=3)
     whole, whole_drawn = greedy(sampler), sampler.generate(PROMPTS, **draw)
     grown, grown_drawn = greedy(sampler, cache_growth=growth), sampler.generate(PROMPTS, cache_growth=growth, **draw)

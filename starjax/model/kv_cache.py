@@ -96,14 +96,5 @@ class KVCache:
             index=prefix.index,
         )
 
-    def grown(self, length: int, rules: AxisRules, repeats: int = 1) -> "KVCache":
-        """A new cache of `length` slots holding this one's rows, each repeated `repeats` times,
-        in its first slots (inside a program)."""
-        k = self.k[0]
-        rows = k.shape[0] * repeats
-        kv = tuple(rules.constrain(jnp.zeros((rows, k.shape[1], length, k.shape[3]), k.dtype), KV_NAMES) for _ in self.k)
-        slots = rules.constrain(jnp.zeros((rows, length), jnp.int32), SLOT_NAMES)
-        return KVCache(kv, kv, slots, slots, self.index).fill_from(self, repeats)
-
     def advance(self, num_tokens: int) -> "KVCache":
         return self.replace(index=self.index + num_tokens)
