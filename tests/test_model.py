@@ -42,6 +42,16 @@ def test_forward_shape_and_param_count(model_cfg, rules):
     assert count_params(model) == v * e + L * per_block + e
 
 
+@pytest.mark.parametrize("overrides", [{}, {"scan_layers": True}, {"param_dtype": "bfloat16", "tie_embeddings": False}])
+def test_one_device_init_op_by_op_equals_the_compiled_sharded_one(model_cfg, overrides):
+    cfg = dataclasses.replace(model_cfg, **overrides)
+    one = nnx.state(create_model(cfg, make_rules(), seed=3))
+    sharded = nnx.state(create_model(cfg, make_rules((2, 2, 2)), seed=3))
+    assert jax.tree.structure(one) == jax.tree.structure(sharded)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(sharded)):
+        assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
 def test_vocab_size_required(model_cfg, rules):
     with pytest.raises(ValueError, match="vocab_size is unset"):
         Transformer(dataclasses.replace(model_cfg, vocab_size=None), rules, nnx.Rngs(0))

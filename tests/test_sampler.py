@@ -15,7 +15,7 @@ from starjax.config import load_config
 from starjax.errors import ConfigError
 from starjax.model import layers
 from starjax.model.transformer import create_model
-from starjax.sampling.engine import Sampler
+from starjax.sampling.engine import Sampler, SharedSampler
 from starjax.sampling.loop import growth_sizes
 from starjax.sampling.strategies import SamplingSettings, choose_tokens, sample_categorical
 from starjax.schema import MeshConfig
@@ -151,10 +151,11 @@ def test_eos_ends_rows(sampler, tok):
 
 
 def test_update_swaps_weights_without_recompiling(cfg, tok):
-    s = Sampler(create_model(cfg.model, make_rules(), seed=3), tok, cfg.sampler)
+    shared = SharedSampler(tok, cfg.sampler)
+    s = shared(create_model(cfg.model, make_rules(), seed=3))
     first = greedy(s)
     n = s.compilations
-    s.update(create_model(cfg.model, make_rules(), seed=4))
+    assert shared(create_model(cfg.model, make_rules(), seed=4)) is s  # built once, updated after
     second = greedy(s)
     assert s.compilations == n
     assert [c.tokens for c in first] != [c.tokens for c in second]

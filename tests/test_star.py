@@ -654,3 +654,14 @@ def test_warm_start_trains_on_gold_targets_first_and_a_restart_reuses_it(tmp_pat
     logs.clear()
     base_model(*args)
     assert not any(line.startswith("warm start") for line in logs) and "pre-train: 2 steps on 32 examples" in logs
+
+
+def test_the_evaluation_reuses_the_program_pre_trainings_checks_compiled(tmp_path, capsys):
+    # 16 questions of difficulty "hard" for the check, 16 test questions: the same greedy calls
+    d = write_task(tmp_path, n_train=64)
+    stop = ["pretrain.stop_difficulty=hard", "pretrain.stop_every=40", "pretrain.stop_accuracy=1.0", "pretrain.stop_questions=16"]
+    args = star_args(d, tmp_path / "run", *stop, "star.iterations=1", "star.eval_samples=1", "star.rationalize=false")
+    assert main(["star", *args]) == 0
+    assert "pre-train step 40: " in capsys.readouterr().err
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert history[0]["compilations"]["sampler"] == 0  # one of their own would compile it again

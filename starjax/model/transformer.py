@@ -216,12 +216,19 @@ def abstract_model(cfg: ModelConfig, rules: AxisRules) -> Transformer:
 
 
 def create_model(cfg: ModelConfig, rules: AxisRules, seed: int = 0) -> Transformer:
-    """Initialises the model directly in its sharded layout (no full copy on one device)."""
+    """Initialises the model directly in its sharded layout (no full copy on one device). On a
+    one-device mesh, op by op instead: the same values, from a few small programs that XLA
+    compiles in half the time of the whole initialisation as one (the first compile of a run)."""
     graphdef, abstract_state = nnx.split(abstract_model(cfg, rules))
     shardings = nnx.get_named_sharding(abstract_state, rules.mesh)
 
-    init = jax.jit(lambda key: nnx.state(Transformer(cfg, rules, nnx.Rngs(params=key))), out_shardings=shardings)
-    state = init(jax.random.key(seed))
+    def init(key: jax.Array) -> nnx.State:
+        return nnx.state(Transformer(cfg, rules, nnx.Rngs(params=key)))
+
+    if rules.mesh.size == 1:
+        state = jax.device_put(init(jax.random.key(seed)), shardings)
+    else:
+        state = jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
     return nnx.merge(graphdef, state)
 
 

@@ -286,3 +286,20 @@ class Sampler:
             logprobs=[float(x) for x in logprobs],
             finish="stop" if stopped else "length",
         )
+
+
+class SharedSampler:
+    """One Sampler for successive weights of one architecture: built for the first model it is
+    given and updated with each later one, so the programs it compiled serve them all (STaR's
+    evaluation runs the greedy program pre-training's checks compiled)."""
+
+    def __init__(self, tokenizer: Tokenizer, cfg: SamplerConfig) -> None:
+        self.tokenizer, self.cfg = tokenizer, cfg
+        self.sampler: Sampler | None = None
+
+    def __call__(self, model: Transformer) -> Sampler:
+        if self.sampler is None:
+            self.sampler = Sampler(model, self.tokenizer, self.cfg)
+        else:
+            self.sampler.update(model)
+        return self.sampler

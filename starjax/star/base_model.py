@@ -20,7 +20,7 @@ from starjax.checkpoint import save_params
 from starjax.errors import ConfigError
 from starjax.model.transformer import Transformer
 from starjax.run_dir import RunDir
-from starjax.sampling.engine import Sampler
+from starjax.sampling.engine import SharedSampler
 from starjax.schema import Config
 from starjax.sharding import AxisRules
 from starjax.sources import load_model
@@ -41,7 +41,10 @@ def base_model(
     tokenizer: Tokenizer,
     run_dir: RunDir,
     log: Callable[[str], None],
+    sampler: SharedSampler | None = None,
 ) -> Transformer:
+    """The base model; pre-training's checks (pretrain.stop_difficulty) sample with `sampler`
+    (default: one of their own)."""
     if cfg.star.base is not None:
         return load_model(cfg.star.base, cfg.model, rules, cfg.seed)
     if cfg.pretrain.steps == 0:
@@ -73,7 +76,7 @@ def base_model(
                 run_dir.sync()
     hook, stop = {}, None
     if p.stop_difficulty is not None:
-        stop = SkillStop(cfg, task, rollout, model, splits.train, tokenizer, run_dir.below, log)
+        stop = SkillStop(cfg, task, rollout, model, splits.train, tokenizer, run_dir.below, log, sampler)
         hook = {"on_step": stop, "every": p.stop_every}
     model = stage(task.seed_records(splits), p.steps, p.learning_rate, "pretrain", "pre-train", **hook)
     if stop is not None and stop.reached and p.stop_before:
@@ -132,21 +135,21 @@ def pretrain(
 
 
 def greedy_accuracy(
-    cfg: Config, task: Task, rollout: Rollout, model: Transformer, tokenizer: Tokenizer
+    cfg: Config,
+    task: Task,
+    rollout: Rollout,
+    model: Transformer,
+    tokenizer: Tokenizer,
+    sampler: SharedSampler | None = None,
 ) -> Callable[[nnx.State, list[Problem]], dict]:
     """evaluate()'s greedy metrics of weights for `model`'s graph on given questions, from one
     sampler updated with each call's weights: its programs compile once."""
     greedy = dataclasses.replace(cfg.star, eval_samples=1)
     graphdef, _ = nnx.split(model)
-    samplers: list[Sampler] = []
+    sampler = sampler or SharedSampler(tokenizer, cfg.sampler)
 
     def accuracy(params: nnx.State, problems: list[Problem]) -> dict:
-        weights = nnx.merge(graphdef, params)
-        if samplers:
-            samplers[0].update(weights)
-        else:
-            samplers.append(Sampler(weights, tokenizer, cfg.sampler))
-        return evaluate(task, rollout, samplers[0], problems, greedy, cfg.seed)
+        return evaluate(task, rollout, sampler(nnx.merge(graphdef, params)), problems, greedy, cfg.seed)
 
     return accuracy
 
@@ -169,13 +172,14 @@ class SkillStop:
         tokenizer: Tokenizer,
         below: Path,
         log: Callable[[str], None],
+        sampler: SharedSampler | None = None,
     ) -> None:
         p = self.p = cfg.pretrain
         self.questions = [q for q in train if q.difficulty == p.stop_difficulty][: p.stop_questions]
         if not self.questions:
             have = sorted({q.difficulty for q in train}, key=difficulty_key)
             raise ConfigError(f"pretrain.stop_difficulty={p.stop_difficulty!r}: no training question has it (they have {have})")
-        self.measure = greedy_accuracy(cfg, task, rollout, model, tokenizer)
+        self.measure = greedy_accuracy(cfg, task, rollout, model, tokenizer, sampler)
         self.graphdef, _ = nnx.split(model)
         self.below, self.log = below, log
         self.reached = False

@@ -26,7 +26,7 @@ from starjax.checkpoint import StateCheckpoints, save_params
 from starjax.errors import ConfigError
 from starjax.log import log
 from starjax.model.transformer import Transformer
-from starjax.sampling.engine import Sampler
+from starjax.sampling.engine import Sampler, SharedSampler
 from starjax.schema import Config
 from starjax.seeds import derive
 from starjax.sources import load_model
@@ -69,9 +69,10 @@ class Run:
     sampler: Sampler
     writer: Trackers | None
     compiles_before: int  # sampler programs compiled before a resume
+    compiled_at_start: int  # the sampler's count when the STaR phases began (pre-training's checks)
 
     def compilations(self, state: RunState) -> Compilations:
-        return replace(state.compilations, sampler=self.compiles_before + self.sampler.compilations)
+        return replace(state.compilations, sampler=self.compiles_before + self.sampler.compilations - self.compiled_at_start)
 
     def sample(
         self, questions: list[Problem], n: int, hint: bool, count: int | None = None, phase: str = "generate"
@@ -122,7 +123,8 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
     setup.load(log)
     cfg = setup.cfg
     plugins = build_plugins(Context(cfg, setup.task, rules))
-    base = base_model(cfg, rules, setup.task, plugins.rollout, setup.splits, setup.tokenizer, run_dir, log)
+    shared = SharedSampler(setup.tokenizer, cfg.sampler)
+    base = base_model(cfg, rules, setup.task, plugins.rollout, setup.splits, setup.tokenizer, run_dir, log, shared)
     checkpoints = StateCheckpoints(run_dir.state)
     saved = checkpoints.restore_latest()
     state = RunState.from_json(saved) if saved is not None else RunState()
@@ -130,9 +132,9 @@ def run_star(cfg: Config, allow_config_change: bool = False, reference: str | No
         log(f"resuming: iteration {state.iteration} is {state.phase}")
     trained = state.iteration - (state.phase not in ("trained", "evaluated"))  # newest fine-tuned policy
     policy = load_model(run_dir.policy(trained), cfg.model, rules, cfg.seed) if trained > 0 else base
-    sampler = Sampler(policy, setup.tokenizer, cfg.sampler)
+    sampler = shared(policy)
     writer = Trackers.open(cfg, run_dir) if lead else None
-    run = Run(cfg, setup, plugins, base, policy, sampler, writer, state.compilations.sampler)
+    run = Run(cfg, setup, plugins, base, policy, sampler, writer, state.compilations.sampler, sampler.compilations)
 
     def save(step: int, s: RunState) -> None:
         checkpoints.save(step, replace(s, compilations=run.compilations(s)).to_json())
