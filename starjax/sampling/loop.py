@@ -84,8 +84,12 @@ def generate(
     last = logits[:, -1]
     sizes = growth_sizes(p, cache.length, cache_growth)
     full = cache
-    first = full if len(sizes) == 1 else KVCache.zeros(model.cfg, rows, sizes[0])
-    cache = first.fill_from(prefill_cache, num_samples)
+
+    def sized(size: int) -> KVCache:
+        # the last is the donated buffer, so the program's cache output reuses it
+        return full if size == full.length else KVCache.zeros(model.cfg, rows, size)
+
+    cache = sized(sizes[0]).fill_from(prefill_cache, num_samples)
     lengths = jnp.repeat(prompt_lengths, num_samples)
     last = jnp.repeat(last, num_samples, axis=0)
 
@@ -133,10 +137,7 @@ def generate(
 
     state = jax.lax.while_loop(cond, body, state)
     for size in sizes[1:]:  # each a loop of its own: the cache's length is a static shape
-        # the last is the donated buffer, so the program's cache output reuses it
-        grown = full if size == full.length else KVCache.zeros(model.cfg, rows, size)
-        grown = grown.fill_from(state.cache, 1)
-        state = jax.lax.while_loop(cond, body, state.replace(cache=grown))
+        state = jax.lax.while_loop(cond, body, state.replace(cache=sized(size).fill_from(state.cache, 1)))
     last_token = jnp.take_along_axis(state.tokens, jnp.maximum(state.lengths - 1, 0)[:, None], axis=1)[:, 0]
     finish = jnp.where(
         state.lengths == 0,
