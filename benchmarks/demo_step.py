@@ -1,8 +1,10 @@
 """The demo's own compute, timed piece by piece: its compiled train step (configs/demo.yaml's
 model, 32 rows) at several row lengths, and its sampler decoding 128 new tokens for 128 rows
-(random init: no row stops early), on one CPU device or split over several. Each setting runs in
-a fresh process (the device count is fixed when JAX starts). Not a peer comparison: it says
-where `make demo`'s minutes go and what a config choice saves.
+(random init: no row stops early), on one CPU device or split over several, with all of the
+machine's cores or fewer (`--cores`: 1 against 2 says whether the second core does work or
+waits). Each setting runs in a fresh process (the device count and the cores XLA's threads may
+use are fixed when JAX starts). Not a peer comparison: it says where `make demo`'s minutes go
+and what a config choice saves.
 
 Train steps and sampler calls also get their rate in GFLOP/s (XLA's count of the compiled
 step; for a sampler call, of its decode steps), next to the machine's float32 matmul peak
@@ -15,12 +17,14 @@ slower inside the run than alone).
 
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 112 104 --devices 1 2
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --run runs/demo
+    .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --cores 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -199,18 +203,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seq-len", type=int, nargs="+", default=[128, 104], help="train row lengths")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2], help="CPU device counts")
+    parser.add_argument(
+        "--cores", type=int, nargs="+", help="how many of this process's CPU cores each setting may use (default: all)"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
         "--run",
         type=Path,
         help="a finished demo run directory: add its decoding to the floor and set its fine-tunes beside the measured step",
     )
-    parser.add_argument("--one", nargs=3, metavar=("KIND", "SEQ_LEN", "DEVICES"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("KIND", "SEQ_LEN", "DEVICES", "CORES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    available = sorted(os.sched_getaffinity(0))
     if args.one:
-        kind, seq_len, devices = args.one
-        print(json.dumps(_measure(kind, int(seq_len), int(devices), args.repeats)))
+        kind, seq_len, devices, cores = args.one
+        # before JAX starts: XLA sizes its thread pool by the cores this process may run on
+        os.sched_setaffinity(0, available[: int(cores)])
+        print(json.dumps({**_measure(kind, int(seq_len), int(devices), args.repeats), "cores": len(os.sched_getaffinity(0))}))
         return 0
+    cores = args.cores or [len(available)]
+    if min(cores) < 1 or max(cores) > len(available):
+        print(f"error: --cores must be between 1 and {len(available)}, the cores this process may use", file=sys.stderr)
+        return 2
     if args.run is not None:
         from starjax.run_dir import RunDir
 
@@ -221,15 +235,18 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 2
-    cases = [("train", n, d) for n in args.seq_len for d in args.devices] + [("generate", 128, d) for d in args.devices]
-    print("| what | row length | devices | median ms | min-max ms | GFLOP/s |\n|---|---|---|---|---|---|")
+    # the floor and the fine-tunes' comparison use the settings with the most cores
+    most = max(cores)
+    cases = [("train", n, d, c) for n in args.seq_len for d in args.devices for c in cores]
+    cases += [("generate", 128, d, c) for d in args.devices for c in cores]
+    print("| what | row length | devices | cores | median ms | min-max ms | GFLOP/s |\n|---|---|---|---|---|---|---|")
     one_device_flops: dict[int, float] = {}
     one_device_seconds: dict[int, float] = {}
     per_token = None
-    for kind, n, d in cases:
+    for kind, n, d, c in cases:
         repeats = args.repeats if kind == "train" else max(3, args.repeats // 4)
         out = subprocess.run(
-            [sys.executable, __file__, "--one", kind, str(n), str(d), "--repeats", str(repeats)],
+            [sys.executable, __file__, "--one", kind, str(n), str(d), str(c), "--repeats", str(repeats)],
             capture_output=True,
             text=True,
             check=True,
@@ -237,13 +254,13 @@ def main() -> int:
         got = json.loads(out.strip().splitlines()[-1])
         ms = [1e3 * t for t in got["seconds"]]
         median = statistics.median(ms) / 1e3
-        if kind == "train" and d == 1:
+        if kind == "train" and d == 1 and c == most:
             one_device_flops[n], one_device_seconds[n] = got["flops"], median
-        elif kind == "generate" and d == 1:
+        elif kind == "generate" and d == 1 and c == most:
             per_token = got["per_token"]
         what = "train step, 32 rows" if kind == "train" else "generate: 128 rows x 128 new tokens"
         print(
-            f"| {what} | {n if kind == 'train' else '-'} | {d} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
+            f"| {what} | {n if kind == 'train' else '-'} | {d} | {c} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
             flush=True,
         )
     from machine import matmul_peak_gflops

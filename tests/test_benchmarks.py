@@ -71,14 +71,33 @@ def test_demo_step_rejects_a_run_directory_without_samples(tmp_path):
     assert p.stderr.strip().count("\n") == 0 and "give a STaR run directory" in p.stderr
 
 
+def test_demo_step_rejects_more_cores_than_the_process_may_use():
+    cores = len(os.sched_getaffinity(0))
+    for bad in ("0", str(cores + 1)):
+        p = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "demo_step.py"), "--cores", bad],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip().count("\n") == 0 and f"between 1 and {cores}" in p.stderr
+
+
 def test_demo_step_measures_the_shipped_demo_config_on_one_and_two_devices():
     """Each measurement loads configs/demo.yaml with its device count overridden: a demo setting
-    that needs more devices (sampler.replicas) must not stop the benchmark from running."""
+    that needs more devices (sampler.replicas) must not stop the benchmark from running; a
+    measurement may be held to fewer cores than the process has."""
     script = str(ROOT / "benchmarks" / "demo_step.py")
-    for kind, devices in (("train", "1"), ("generate", "2")):
+    cores = str(len(os.sched_getaffinity(0)))
+    for kind, devices, use in (("train", "1", "1"), ("generate", "2", cores)):
         p = subprocess.run(
-            [sys.executable, script, "--one", kind, "104", devices, "--repeats", "1"], capture_output=True, text=True, timeout=600
+            [sys.executable, script, "--one", kind, "104", devices, use, "--repeats", "1"],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert p.returncode == 0, p.stderr[-2000:]
         out = json.loads(p.stdout.strip().splitlines()[-1])
         assert len(out["seconds"]) == 1 and out["seconds"][0] > 0 and out["flops"] > 0
+        assert out["cores"] == int(use)
