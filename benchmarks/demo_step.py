@@ -2,9 +2,9 @@
 model, 32 rows) at several row lengths, and its sampler decoding 128 new tokens for 128 rows
 (random init: no row stops early), on one CPU device or split over several, with all of the
 machine's cores or fewer (`--cores`: 1 against 2 says whether the second core does work or
-waits). Each setting runs in a fresh process (the device count and the cores XLA's threads may
-use are fixed when JAX starts). Not a peer comparison: it says where `make demo`'s minutes go
-and what a config choice saves.
+waits), in the demo's float32 compute or bfloat16 (`--dtype`). Each setting runs in a fresh
+process (the device count and the cores XLA's threads may use are fixed when JAX starts). Not
+a peer comparison: it says where `make demo`'s minutes go and what a config choice saves.
 
 Train steps and sampler calls also get their rate in GFLOP/s (XLA's count of the compiled
 step; for a sampler call, of its decode steps), next to the machine's float32 matmul peak
@@ -18,6 +18,7 @@ slower inside the run than alone).
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 112 104 --devices 1 2
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --run runs/demo
     .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --cores 1 2
+    .venv/bin/python benchmarks/demo_step.py --seq-len 128 104 --devices 1 --dtype float32 bfloat16
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
+DTYPES = ("float32", "bfloat16")
+
+
+def _measure(kind: str, seq_len: int, devices: int, dtype: str, repeats: int) -> dict:
     """{"seconds": per train step or sampler call, `repeats` times after compiling (in
     this process); "flops": per call as XLA counts them (a sampler call: its decode steps);
     "per_token": a decode step's per row, for a sampler call}."""
@@ -52,6 +56,7 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
             f"train.seq_len={seq_len}",
             f"runtime.num_cpu_devices={devices}",
             f"mesh.data={devices}",
+            f"model.compute_dtype={dtype}",
             # one program over `devices` (the demo's copies per device are `--devices 1`, run twice)
             "sampler.replicas=1",
             "sampler.progress=false",
@@ -110,7 +115,7 @@ def _measure(kind: str, seq_len: int, devices: int, repeats: int) -> dict:
         began = time.perf_counter()
         run(i)
         out.append(time.perf_counter() - began)
-    return {"seconds": out, "flops": flops, "per_token": per_token}
+    return {"seconds": out, "flops": flops, "per_token": per_token, "dtype": cfg.model.compute_dtype}
 
 
 def _decode_flops_per_token(model, rules, rows: int) -> float:
@@ -171,7 +176,7 @@ def _floor(matmul_rate: float, flops: dict, seconds: dict, per_token: float | No
     cfg = load_config(str(ROOT / "configs" / "demo.yaml"), [])
     pre, fine = cfg.pretrain.seq_len, cfg.train.seq_len
     if pre not in flops or fine not in flops:
-        return f"(no floor: give --seq-len {pre} {fine} and --devices 1)"
+        return f"(no floor: give --seq-len {pre} {fine} and --devices 1, in the demo's compute dtype)"
     steps = sum(train_steps(cfg, i) for i in range(1, cfg.star.iterations + 1))
     train = cfg.pretrain.steps * flops[pre] + steps * flops[fine]
     measured = cfg.pretrain.steps * seconds[pre] + steps * seconds[fine]
@@ -206,24 +211,35 @@ def main() -> int:
     parser.add_argument(
         "--cores", type=int, nargs="+", help="how many of this process's CPU cores each setting may use (default: all)"
     )
+    parser.add_argument(
+        "--dtype", nargs="+", help=f"compute dtypes (model.compute_dtype), of {', '.join(DTYPES)} (default: the demo's)"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
         "--run",
         type=Path,
         help="a finished demo run directory: add its decoding to the floor and set its fine-tunes beside the measured step",
     )
-    parser.add_argument("--one", nargs=4, metavar=("KIND", "SEQ_LEN", "DEVICES", "CORES"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=5, metavar=("KIND", "SEQ_LEN", "DEVICES", "CORES", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     available = sorted(os.sched_getaffinity(0))
     if args.one:
-        kind, seq_len, devices, cores = args.one
+        kind, seq_len, devices, cores, dtype = args.one
         # before JAX starts: XLA sizes its thread pool by the cores this process may run on
         os.sched_setaffinity(0, available[: int(cores)])
-        print(json.dumps({**_measure(kind, int(seq_len), int(devices), args.repeats), "cores": len(os.sched_getaffinity(0))}))
+        got = _measure(kind, int(seq_len), int(devices), dtype, args.repeats)
+        print(json.dumps({**got, "cores": len(os.sched_getaffinity(0))}))
         return 0
     cores = args.cores or [len(available)]
     if min(cores) < 1 or max(cores) > len(available):
         print(f"error: --cores must be between 1 and {len(available)}, the cores this process may use", file=sys.stderr)
+        return 2
+    from starjax.config import load_config
+
+    demo_dtype = load_config(str(ROOT / "configs" / "demo.yaml"), []).model.compute_dtype
+    dtypes = args.dtype or [demo_dtype]
+    if not set(dtypes) <= set(DTYPES):
+        print(f"error: --dtype takes {', '.join(DTYPES)}, not {', '.join(sorted(set(dtypes) - set(DTYPES)))}", file=sys.stderr)
         return 2
     if args.run is not None:
         from starjax.run_dir import RunDir
@@ -235,18 +251,21 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 2
-    # the floor and the fine-tunes' comparison use the settings with the most cores
+    # the floor and the fine-tunes' comparison use the settings with the most cores, in the demo's dtype
     most = max(cores)
-    cases = [("train", n, d, c) for n in args.seq_len for d in args.devices for c in cores]
-    cases += [("generate", 128, d, c) for d in args.devices for c in cores]
-    print("| what | row length | devices | cores | median ms | min-max ms | GFLOP/s |\n|---|---|---|---|---|---|---|")
+    cases = [("train", n, d, c, t) for n in args.seq_len for d in args.devices for c in cores for t in dtypes]
+    cases += [("generate", 128, d, c, t) for d in args.devices for c in cores for t in dtypes]
+    print(
+        "| what | row length | devices | cores | compute dtype | median ms | min-max ms | GFLOP/s |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     one_device_flops: dict[int, float] = {}
     one_device_seconds: dict[int, float] = {}
     per_token = None
-    for kind, n, d, c in cases:
+    for kind, n, d, c, t in cases:
         repeats = args.repeats if kind == "train" else max(3, args.repeats // 4)
         out = subprocess.run(
-            [sys.executable, __file__, "--one", kind, str(n), str(d), str(c), "--repeats", str(repeats)],
+            [sys.executable, __file__, "--one", kind, str(n), str(d), str(c), t, "--repeats", str(repeats)],
             capture_output=True,
             text=True,
             check=True,
@@ -254,13 +273,14 @@ def main() -> int:
         got = json.loads(out.strip().splitlines()[-1])
         ms = [1e3 * t for t in got["seconds"]]
         median = statistics.median(ms) / 1e3
-        if kind == "train" and d == 1 and c == most:
+        demo_setting = d == 1 and c == most and t == demo_dtype
+        if kind == "train" and demo_setting:
             one_device_flops[n], one_device_seconds[n] = got["flops"], median
-        elif kind == "generate" and d == 1 and c == most:
+        elif kind == "generate" and demo_setting:
             per_token = got["per_token"]
         what = "train step, 32 rows" if kind == "train" else "generate: 128 rows x 128 new tokens"
         print(
-            f"| {what} | {n if kind == 'train' else '-'} | {d} | {c} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
+            f"| {what} | {n if kind == 'train' else '-'} | {d} | {c} | {t} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
             flush=True,
         )
     from machine import matmul_peak_gflops

@@ -84,15 +84,26 @@ def test_demo_step_rejects_more_cores_than_the_process_may_use():
         assert p.stderr.strip().count("\n") == 0 and f"between 1 and {cores}" in p.stderr
 
 
+def test_demo_step_rejects_an_unknown_compute_dtype():
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "demo_step.py"), "--dtype", "float32", "fp8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "--dtype takes float32, bfloat16, not fp8" in p.stderr
+
+
 def test_demo_step_measures_the_shipped_demo_config_on_one_and_two_devices():
     """Each measurement loads configs/demo.yaml with its device count overridden: a demo setting
     that needs more devices (sampler.replicas) must not stop the benchmark from running; a
-    measurement may be held to fewer cores than the process has."""
+    measurement may be held to fewer cores than the process has, and run in another compute dtype."""
     script = str(ROOT / "benchmarks" / "demo_step.py")
     cores = str(len(os.sched_getaffinity(0)))
-    for kind, devices, use in (("train", "1", "1"), ("generate", "2", cores)):
+    for kind, devices, use, dtype in (("train", "1", "1", "bfloat16"), ("generate", "2", cores, "float32")):
         p = subprocess.run(
-            [sys.executable, script, "--one", kind, "104", devices, use, "--repeats", "1"],
+            [sys.executable, script, "--one", kind, "104", devices, use, dtype, "--repeats", "1"],
             capture_output=True,
             text=True,
             timeout=600,
@@ -100,4 +111,4 @@ def test_demo_step_measures_the_shipped_demo_config_on_one_and_two_devices():
         assert p.returncode == 0, p.stderr[-2000:]
         out = json.loads(p.stdout.strip().splitlines()[-1])
         assert len(out["seconds"]) == 1 and out["seconds"][0] > 0 and out["flops"] > 0
-        assert out["cores"] == int(use)
+        assert out["cores"] == int(use) and out["dtype"] == dtype
