@@ -32,10 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+from starjax.schema import DTYPES  # the compute dtypes a config may name
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-DTYPES = ("float32", "bfloat16")
 
 
 def _measure(kind: str, seq_len: int, devices: int, dtype: str, repeats: int) -> dict:
@@ -253,8 +252,8 @@ def main() -> int:
             return 2
     # the floor and the fine-tunes' comparison use the settings with the most cores, in the demo's dtype
     most = max(cores)
-    cases = [("train", n, d, c, t) for n in args.seq_len for d in args.devices for c in cores for t in dtypes]
-    cases += [("generate", 128, d, c, t) for d in args.devices for c in cores for t in dtypes]
+    cases = [("train", n, d, c, dt) for n in args.seq_len for d in args.devices for c in cores for dt in dtypes]
+    cases += [("generate", 128, d, c, dt) for d in args.devices for c in cores for dt in dtypes]
     print(
         "| what | row length | devices | cores | compute dtype | median ms | min-max ms | GFLOP/s |\n"
         "|---|---|---|---|---|---|---|---|"
@@ -262,10 +261,10 @@ def main() -> int:
     one_device_flops: dict[int, float] = {}
     one_device_seconds: dict[int, float] = {}
     per_token = None
-    for kind, n, d, c, t in cases:
+    for kind, n, d, c, dtype in cases:
         repeats = args.repeats if kind == "train" else max(3, args.repeats // 4)
         out = subprocess.run(
-            [sys.executable, __file__, "--one", kind, str(n), str(d), str(c), t, "--repeats", str(repeats)],
+            [sys.executable, __file__, "--one", kind, str(n), str(d), str(c), dtype, "--repeats", str(repeats)],
             capture_output=True,
             text=True,
             check=True,
@@ -273,14 +272,14 @@ def main() -> int:
         got = json.loads(out.strip().splitlines()[-1])
         ms = [1e3 * t for t in got["seconds"]]
         median = statistics.median(ms) / 1e3
-        demo_setting = d == 1 and c == most and t == demo_dtype
+        demo_setting = d == 1 and c == most and dtype == demo_dtype
         if kind == "train" and demo_setting:
             one_device_flops[n], one_device_seconds[n] = got["flops"], median
         elif kind == "generate" and demo_setting:
             per_token = got["per_token"]
         what = "train step, 32 rows" if kind == "train" else "generate: 128 rows x 128 new tokens"
         print(
-            f"| {what} | {n if kind == 'train' else '-'} | {d} | {c} | {t} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
+            f"| {what} | {n if kind == 'train' else '-'} | {d} | {c} | {dtype} | {1e3 * median:.1f} | {min(ms):.1f}-{max(ms):.1f} | {got['flops'] / median / 1e9:.1f} |",
             flush=True,
         )
     from machine import matmul_peak_gflops
