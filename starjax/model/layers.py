@@ -106,10 +106,18 @@ def rope_frequencies(cfg: ModelConfig) -> jax.Array:
     return jnp.where(medium, blended, scaled)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
-    """Rotary embedding, half-split convention (as Hugging Face Llama). x: [B, H, T, D], positions: [B, T]."""
-    angles = positions.astype(jnp.float32)[:, None, :, None] * inv_freq  # [B, 1, T, D/2]
-    sin, cos = jnp.sin(angles), jnp.cos(angles)
+def rope_tables(positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(sin, cos) [B, 1, T, D/2] of the rotary angles for positions [B, T], computed once per
+    forward for every layer's q and k. The barrier keeps them one buffer each: without it XLA
+    fuses sin and cos into every consumer and evaluates them again for each head, layer and
+    backward product (a tenth of the demo's train step on CPU), to the same values."""
+    angles = positions.astype(jnp.float32)[:, None, :, None] * inv_freq
+    return jax.lax.optimization_barrier((jnp.sin(angles), jnp.cos(angles)))
+
+
+def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Rotary embedding, half-split convention (as Hugging Face Llama). x: [B, H, T, D], rope: `rope_tables`."""
+    sin, cos = rope
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x.dtype)
@@ -244,11 +252,11 @@ class Attention(nnx.Module):
         return FusedAttention(weight, grouped(self.q_bias[...], self.k_bias[...], self.v_bias[...]).reshape(-1), o)
 
     def project_qkv(
-        self, x: jax.Array, positions: jax.Array, fused: FusedAttention | None = None
+        self, x: jax.Array, rope: tuple[jax.Array, jax.Array], fused: FusedAttention | None = None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use.
 
-        `fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
+        `rope`: `rope_tables` of the tokens' positions. `fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
         dt = x.dtype
         b, t, e = x.shape
         x2 = x.reshape(b * t, e)
@@ -273,8 +281,7 @@ class Attention(nnx.Module):
             y = (y if bias is None else y + bias.astype(dt)).reshape(b, t, kv, h // kv + 2, d)
             q = heads_major(y[:, :, :, :-2].reshape(b, t, h, d))
             k, v = heads_major(y[:, :, :, -2]), heads_major(y[:, :, :, -1])
-        inv_freq = rope_frequencies(self.cfg)  # a constant under jit
-        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
         q = self.rules.constrain(q, ("batch", "act_heads", "length", None))
         k = self.rules.constrain(k, ("batch", "act_kv_heads", "length", None))
         v = self.rules.constrain(v, ("batch", "act_kv_heads", "length", None))

@@ -13,7 +13,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 from starjax.model.kv_cache import KVCache
-from starjax.model.layers import MLP, Attention, DecodeWeight, FusedAttention, FusedMLP, RMSNorm, dtype_of, init_param
+from starjax.model.layers import (
+    MLP,
+    Attention,
+    DecodeWeight,
+    FusedAttention,
+    FusedMLP,
+    RMSNorm,
+    dtype_of,
+    init_param,
+    rope_frequencies,
+    rope_tables,
+)
 from starjax.schema import ModelConfig
 from starjax.sharding import AxisRules
 
@@ -144,10 +155,11 @@ class Transformer(nnx.Module):
             x = x * jnp.asarray(self.cfg.d_model**0.5, dt)
         x = rules.constrain(x, ("batch", "length", "act_embed"))
         head = None if fused is None else fused.head
+        rope = rope_tables(positions, rope_frequencies(self.cfg))
 
         def layer(i: int, block: Block, x: jax.Array, cache: KVCache | None) -> tuple[jax.Array, KVCache | None]:
             attn_w, mlp_w = (None, None) if fused is None else (fused.attention[i], fused.mlp[i])
-            q, k, v = block.attn.project_qkv(block.attn_norm(x), positions, attn_w)
+            q, k, v = block.attn.project_qkv(block.attn_norm(x), rope, attn_w)
             if cache is not None:
                 cache, k, v = cache.write_layer(i, k, v)
             shared = None if prefix is None else (prefix.k[i][0], prefix.v[i][0], shared_mask)
