@@ -82,7 +82,7 @@ def test_rope_depends_only_on_relative_position(model_cfg, rules):
 
 def test_rotary_tables_are_evaluated_once_per_step(model_cfg, rules):
     """Unless sin and cos are kept one buffer, XLA fuses them into each consumer and evaluates them
-    again per head, layer and backward product: a tenth of the demo's train step on CPU."""
+    again per head group, layer and backward product (16 times each here)."""
     graphdef, params = nnx.split(create_model(model_cfg, rules))
     tokens = random_tokens((2, 9), model_cfg.vocab_size, seed=2)
     grad = jax.jit(jax.grad(lambda p: nnx.merge(graphdef, p)(tokens)[0].sum()))

@@ -109,8 +109,8 @@ def rope_frequencies(cfg: ModelConfig) -> jax.Array:
 def rope_tables(positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(sin, cos) [B, 1, T, D/2] of the rotary angles for positions [B, T], computed once per
     forward for every layer's q and k. The barrier keeps them one buffer each: without it XLA
-    fuses sin and cos into every consumer and evaluates them again for each head, layer and
-    backward product (a tenth of the demo's train step on CPU), to the same values."""
+    fuses sin and cos into every consumer and evaluates them again for each head group, layer
+    and backward product (docs/star.md#time), to the same values."""
     angles = positions.astype(jnp.float32)[:, None, :, None] * inv_freq
     return jax.lax.optimization_barrier((jnp.sin(angles), jnp.cos(angles)))
 
@@ -256,7 +256,8 @@ class Attention(nnx.Module):
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Heads-major q [B, H, T, D] and k, v [B, K, T, D]: the layout attention and the cache use.
 
-        `rope`: `rope_tables` of the tokens' positions. `fused`: `fused_weights()`, computed once outside a decode loop (same result)."""
+        `rope`: `rope_tables` of the tokens' positions. `fused`: `fused_weights()`, computed once
+        outside a decode loop (same result)."""
         dt = x.dtype
         b, t, e = x.shape
         x2 = x.reshape(b * t, e)
